@@ -1,0 +1,6 @@
+# Every third-party dependency is found here, once, by its imported target.
+# scripts/setup.sh installs the Debian packages that provide them.
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
+find_package(ZLIB REQUIRED)

@@ -1,0 +1,25 @@
+include(CMakePackageConfigHelpers)
+
+install(TARGETS exportengine EXPORT exportengineTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
+install(EXPORT exportengineTargets
+  NAMESPACE exportengine::
+  DESTINATION ${config_dir})
+configure_package_config_file(cmake/exportengineConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/exportengineConfig.cmake
+  INSTALL_DESTINATION ${config_dir})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/exportengineConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${PROJECT_BINARY_DIR}/exportengineConfig.cmake
+  ${PROJECT_BINARY_DIR}/exportengineConfigVersion.cmake
+  DESTINATION ${config_dir})
+if(TARGET exportengine-cli)
+  install(TARGETS exportengine-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()

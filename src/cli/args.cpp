@@ -1,0 +1,88 @@
+#include "args.hpp"
+
+#include <charconv>
+#include <limits>
+
+namespace exportengine::cli {
+
+args::args(const std::vector<std::string>& argv, const std::set<std::string>& flags,
+           const std::set<std::string>& options)
+{
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        const std::string& a = argv[i];
+        if (a.rfind("--", 0) != 0)
+            throw usage_error("unexpected argument '" + a + "'");
+        std::string name = a.substr(2);
+        std::optional<std::string> inline_value;
+        if (const auto eq = name.find('='); eq != std::string::npos) {
+            inline_value = name.substr(eq + 1);
+            name.resize(eq);
+        }
+        if (flags.count(name) != 0) {
+            if (inline_value)
+                throw usage_error("--" + name + " takes no value");
+            if (!flags_.insert(name).second)
+                throw usage_error("--" + name + " is given twice");
+        } else if (options.count(name) != 0) {
+            std::string value;
+            if (inline_value) {
+                value = *inline_value;
+            } else {
+                if (i + 1 >= argv.size())
+                    throw usage_error("--" + name + " needs a value");
+                value = argv[++i];
+            }
+            if (!values_.emplace(name, value).second)
+                throw usage_error("--" + name + " is given twice");
+        } else {
+            throw usage_error("unknown option '--" + name + "'");
+        }
+    }
+}
+
+std::optional<std::string> args::get(const std::string& name) const
+{
+    const auto it = values_.find(name);
+    if (it == values_.end())
+        return std::nullopt;
+    return it->second;
+}
+
+std::string args::get_or(const std::string& name, const std::string& fallback) const
+{
+    return get(name).value_or(fallback);
+}
+
+std::int64_t args::integer_or(const std::string& name, std::int64_t fallback, std::int64_t min,
+                              std::int64_t max) const
+{
+    const auto v = get(name);
+    if (!v)
+        return fallback;
+    std::string digits;
+    std::int64_t scale = 1;
+    for (std::size_t i = 0; i < v->size(); ++i) {
+        const char c = (*v)[i];
+        if (c == '_')
+            continue;
+        if (i + 1 == v->size() && (c == 'k' || c == 'K' || c == 'M' || c == 'G')) {
+            scale = c == 'G' ? 1'000'000'000 : c == 'M' ? 1'000'000 : 1'000;
+            break;
+        }
+        digits.push_back(c);
+    }
+    std::int64_t n = 0;
+    const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    const bool overflow = ec == std::errc{} && n != 0
+                          && (n > std::numeric_limits<std::int64_t>::max() / scale
+                              || n < std::numeric_limits<std::int64_t>::min() / scale);
+    if (digits.empty() || ec != std::errc{} || p != digits.data() + digits.size() || overflow)
+        throw usage_error("--" + name + " must be an integer, not '" + *v + "'");
+    n *= scale;
+    if (n < min || n > max)
+        throw usage_error("--" + name + " must be between " + std::to_string(min) + " and "
+                          + std::to_string(max));
+    return n;
+}
+
+} // namespace exportengine::cli

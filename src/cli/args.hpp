@@ -1,0 +1,39 @@
+// A small command-line parser for `exportengine`: `--name value` and
+// `--flag`, each name at most once. Every problem becomes a usage_error whose
+// message is one line naming the argument; main() prints it and exits 2.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace exportengine::cli {
+
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class args {
+public:
+    /// `flags` take no value; `options` take one. Anything else is an error.
+    args(const std::vector<std::string>& argv, const std::set<std::string>& flags,
+         const std::set<std::string>& options);
+
+    [[nodiscard]] bool flag(const std::string& name) const { return flags_.count(name) != 0; }
+    [[nodiscard]] std::optional<std::string> get(const std::string& name) const;
+    [[nodiscard]] std::string get_or(const std::string& name, const std::string& fallback) const;
+    /// An integer in [min, max]; accepts `_` separators and k/M/G suffixes
+    /// (10M = 10,000,000).
+    [[nodiscard]] std::int64_t integer_or(const std::string& name, std::int64_t fallback,
+                                          std::int64_t min, std::int64_t max) const;
+
+private:
+    std::set<std::string> flags_;
+    std::map<std::string, std::string> values_;
+};
+
+} // namespace exportengine::cli

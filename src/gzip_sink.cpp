@@ -1,0 +1,269 @@
+#include <exportengine/error.hpp>
+#include <exportengine/gzip_sink.hpp>
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace exportengine {
+namespace {
+
+/// One deflate stream set up for gzip members, reset between blocks so a
+/// thread allocates zlib's state once, not once per block.
+class deflater {
+public:
+    explicit deflater(int level)
+    {
+        // windowBits 15 + 16: a gzip header and trailer around raw deflate.
+        if (deflateInit2(&zs_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            throw std::bad_alloc();
+    }
+    deflater(const deflater&) = delete;
+    deflater& operator=(const deflater&) = delete;
+    ~deflater() { deflateEnd(&zs_); }
+
+    std::size_t bound(std::size_t n) { return deflateBound(&zs_, static_cast<uLong>(n)); }
+
+    /// Compresses `in` into one complete gzip member in `out` (sized with
+    /// bound()). Returns the member's size, or 0 on a zlib error.
+    std::size_t member(const char* in, std::size_t n, unsigned char* out, std::size_t cap)
+    {
+        if (deflateReset(&zs_) != Z_OK)
+            return 0;
+        zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in));
+        zs_.avail_in = static_cast<uInt>(n);
+        zs_.next_out = out;
+        zs_.avail_out = static_cast<uInt>(cap);
+        if (deflate(&zs_, Z_FINISH) != Z_STREAM_END)
+            return 0;
+        return cap - zs_.avail_out;
+    }
+
+private:
+    z_stream zs_{};
+};
+
+struct slot {
+    std::unique_ptr<char[]> in;
+    std::size_t in_len = 0;
+    std::unique_ptr<unsigned char[]> out;
+    std::size_t out_len = 0;
+    bool done = false; // compressed (or failed: out_len == 0)
+};
+
+} // namespace
+
+struct gzip_sink::impl {
+    byte_sink& down;
+    const std::size_t block;
+    const int level;
+    std::size_t out_cap = 0;
+    std::vector<slot> slots;
+    std::size_t cur = 0;       // the slot being filled
+    std::size_t in_flight = 0; // slots submitted, not yet written downstream
+    std::uint64_t members = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    boost::system::error_code ec;
+    bool finished = false;
+
+    std::unique_ptr<deflater> inline_deflater; // threads == 0
+
+    std::mutex m;
+    std::condition_variable work_cv;
+    std::condition_variable done_cv;
+    std::deque<std::size_t> queue;
+    bool stopping = false;
+    std::vector<std::thread> workers;
+
+    impl(byte_sink& d, const gzip_options& o) : down(d), block(o.block_size), level(o.level)
+    {
+        if (o.level < 1 || o.level > 9)
+            throw std::invalid_argument("gzip_sink: level must be 1..9");
+        if (o.block_size < 64 * 1024)
+            throw std::invalid_argument("gzip_sink: block_size must be at least 64 KiB");
+        {
+            deflater probe(level);
+            out_cap = probe.bound(block);
+        }
+        slots.resize(o.threads == 0 ? 1 : 2 * std::size_t{o.threads});
+        for (slot& s : slots) {
+            s.in = std::make_unique_for_overwrite<char[]>(block);
+            s.out = std::make_unique_for_overwrite<unsigned char[]>(out_cap);
+        }
+        if (o.threads == 0) {
+            inline_deflater = std::make_unique<deflater>(level);
+        } else {
+            workers.reserve(o.threads);
+            try {
+                for (unsigned i = 0; i < o.threads; ++i)
+                    workers.emplace_back([this] { work(); });
+            } catch (...) {
+                stop();
+                throw;
+            }
+        }
+    }
+
+    ~impl() { stop(); }
+
+    void stop() noexcept
+    {
+        {
+            std::lock_guard lk(m);
+            stopping = true;
+        }
+        work_cv.notify_all();
+        for (std::thread& t : workers)
+            t.join();
+        workers.clear();
+    }
+
+    void work()
+    {
+        deflater z(level);
+        std::unique_lock lk(m);
+        for (;;) {
+            work_cv.wait(lk, [&] { return stopping || !queue.empty(); });
+            if (stopping)
+                return;
+            const std::size_t i = queue.front();
+            queue.pop_front();
+            slot& s = slots[i];
+            lk.unlock();
+            // The slot is ours alone until `done` is set under the lock.
+            const std::size_t n = z.member(s.in.get(), s.in_len, s.out.get(), out_cap);
+            lk.lock();
+            s.out_len = n;
+            s.done = true;
+            done_cv.notify_all();
+        }
+    }
+
+    void set_error(boost::system::error_code e)
+    {
+        if (!ec)
+            ec = e;
+    }
+
+    /// Writes the oldest submitted member downstream, waiting for it if
+    /// `wait`; returns false if it was not ready.
+    bool write_oldest(bool wait)
+    {
+        const std::size_t i = (cur + slots.size() - in_flight) % slots.size();
+        slot& s = slots[i];
+        {
+            std::unique_lock lk(m);
+            if (!s.done) {
+                if (!wait)
+                    return false;
+                done_cv.wait(lk, [&] { return s.done; });
+            }
+        }
+        --in_flight;
+        s.done = false;
+        if (ec)
+            return true; // already failed: drain without writing
+        if (s.out_len == 0) {
+            set_error(errc::compression_failed);
+            return true;
+        }
+        boost::system::error_code wec;
+        bytes_out += down.write(reinterpret_cast<const char*>(s.out.get()), s.out_len, wec);
+        if (wec)
+            set_error(wec);
+        return true;
+    }
+
+    void submit()
+    {
+        slot& s = slots[cur];
+        ++members;
+        if (inline_deflater) {
+            s.out_len = inline_deflater->member(s.in.get(), s.in_len, s.out.get(), out_cap);
+            s.in_len = 0;
+            s.done = true;
+            in_flight = 1;
+            cur = 0;
+            write_oldest(false);
+            return;
+        }
+        {
+            std::lock_guard lk(m);
+            s.done = false;
+            queue.push_back(cur);
+        }
+        work_cv.notify_one();
+        ++in_flight;
+        cur = (cur + 1) % slots.size();
+        // Keep the downstream busy with whatever is already compressed, and
+        // make room: the next slot to fill must not be in flight.
+        while (in_flight > 0 && write_oldest(in_flight == slots.size())) {
+        }
+        slots[cur].in_len = 0;
+    }
+
+    std::size_t write(const char* data, std::size_t n, boost::system::error_code& out_ec)
+    {
+        std::size_t taken = 0;
+        if (finished)
+            set_error(errc::stream_closed);
+        while (!ec && taken < n) {
+            slot& s = slots[cur];
+            const std::size_t k = std::min(n - taken, block - s.in_len);
+            std::memcpy(s.in.get() + s.in_len, data + taken, k);
+            s.in_len += k;
+            taken += k;
+            bytes_in += k;
+            if (s.in_len == block)
+                submit();
+        }
+        out_ec = ec;
+        return taken;
+    }
+
+    void finish(boost::system::error_code& out_ec)
+    {
+        if (!finished && !ec) {
+            // An empty stream is still one (empty) member: a valid .gz file.
+            if (slots[cur].in_len != 0 || members == 0)
+                submit();
+            while (in_flight > 0)
+                write_oldest(true);
+            if (!ec) {
+                boost::system::error_code fec;
+                down.finish(fec);
+                if (fec)
+                    set_error(fec);
+            }
+        }
+        finished = true;
+        out_ec = ec;
+    }
+};
+
+gzip_sink::gzip_sink(byte_sink& downstream, const gzip_options& options)
+    : impl_(std::make_unique<impl>(downstream, options))
+{
+}
+
+gzip_sink::~gzip_sink() = default;
+
+std::size_t gzip_sink::write(const char* data, std::size_t size, boost::system::error_code& ec)
+{
+    return impl_->write(data, size, ec);
+}
+
+void gzip_sink::finish(boost::system::error_code& ec) { impl_->finish(ec); }
+
+std::uint64_t gzip_sink::bytes_in() const noexcept { return impl_->bytes_in; }
+std::uint64_t gzip_sink::bytes_out() const noexcept { return impl_->bytes_out; }
+
+} // namespace exportengine
