@@ -18,8 +18,10 @@ constexpr std::string_view usage =
     "            [--delimiter ,|;|tab] [--bom] [--seed S] [--json]\n"
     "      write N generated contact rows as CSV (to FILE, or nowhere) and print\n"
     "      rows, bytes, seconds, rows/s, MB/s and peak RSS\n"
+    "  bench gzip --in FILE [--out FILE] [--gzip-level L] [--gzip-threads N] [--json]\n"
+    "      compress FILE through the gzip stage and print MB/s and the ratio\n"
     "\n"
-    "Durations take ms, s, m, h, d. Bad arguments exit with status 2.\n";
+    "Bad arguments print one line naming the argument and exit with status 2.\n";
 
 } // namespace
 
