@@ -1,11 +1,31 @@
 #include <exportengine/csv_writer.hpp>
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
 
 namespace exportengine {
 
 namespace detail {
+
+namespace {
+
+// "00".."99": one table load per two digits instead of a divide and a modulo.
+constexpr auto digit_pairs = [] {
+    std::array<char, 200> t{};
+    for (int i = 0; i < 100; ++i) {
+        t[static_cast<std::size_t>(2 * i)] = static_cast<char>('0' + i / 10);
+        t[static_cast<std::size_t>(2 * i + 1)] = static_cast<char>('0' + i % 10);
+    }
+    return t;
+}();
+
+inline void two_digits(char* p, std::uint32_t v) noexcept
+{
+    std::memcpy(p, &digit_pairs[2 * v], 2);
+}
+
+} // namespace
 
 bool format_utc_timestamp(char* out, std::int64_t unix_seconds) noexcept
 {
@@ -15,41 +35,40 @@ bool format_utc_timestamp(char* out, std::int64_t unix_seconds) noexcept
     if (unix_seconds < min_s || unix_seconds > max_s)
         return false;
 
-    std::int64_t days = unix_seconds / 86400;
-    std::int64_t secs = unix_seconds % 86400;
-    if (secs < 0) {
-        secs += 86400;
-        --days;
-    }
-    // Civil-from-days (H. Hinnant, "chrono-Compatible Low-Level Date
-    // Algorithms"): exact for the proleptic Gregorian calendar.
-    const std::int64_t z = days + 719468;
-    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const auto doe = static_cast<unsigned>(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    const auto y = static_cast<unsigned>(static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2));
+    // Shift the epoch to 0000-03-01 minus one 400-year era so every quantity
+    // below is non-negative and fits 32 bits: unsigned 32-bit divisions by
+    // constants are a multiply and a shift each.
+    constexpr std::int64_t shift_days = 719468 + 146097; // days 0000-03-01 -> 1970-01-01, + 1 era
+    const auto t = static_cast<std::uint64_t>(unix_seconds + shift_days * 86400);
+    const auto days = static_cast<std::uint32_t>(t / 86400);
+    const auto secs = static_cast<std::uint32_t>(t % 86400);
 
-    const auto two = [](char* p, unsigned v) {
-        p[0] = static_cast<char>('0' + v / 10);
-        p[1] = static_cast<char>('0' + v % 10);
-    };
-    two(out, y / 100);
-    two(out + 2, y % 100);
+    // Civil-from-days (H. Hinnant, "chrono-Compatible Low-Level Date
+    // Algorithms"), exact for the proleptic Gregorian calendar.
+    const std::uint32_t era = days / 146097;
+    const std::uint32_t doe = days - era * 146097;
+    const std::uint32_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::uint32_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::uint32_t mp = (5 * doy + 2) / 153;
+    const std::uint32_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::uint32_t m = mp < 10 ? mp + 3 : mp - 9;
+    const std::uint32_t y = yoe + era * 400 + (m <= 2 ? 1u : 0u) - 400;
+
+    two_digits(out, y / 100);
+    two_digits(out + 2, y % 100);
     out[4] = '-';
-    two(out + 5, m);
+    two_digits(out + 5, m);
     out[7] = '-';
-    two(out + 8, d);
+    two_digits(out + 8, d);
     out[10] = 'T';
-    const auto s = static_cast<unsigned>(secs);
-    two(out + 11, s / 3600);
+    const std::uint32_t hh = secs / 3600;
+    const std::uint32_t rem = secs - hh * 3600;
+    const std::uint32_t mm = rem / 60;
+    two_digits(out + 11, hh);
     out[13] = ':';
-    two(out + 14, s / 60 % 60);
+    two_digits(out + 14, mm);
     out[16] = ':';
-    two(out + 17, s % 60);
+    two_digits(out + 17, rem - mm * 60);
     out[19] = 'Z';
     return true;
 }
@@ -72,8 +91,7 @@ csv_writer::csv_writer(schema columns, byte_sink& out, const csv_options& option
     if (options.buffer_size < min_buffer)
         throw std::invalid_argument("csv_writer: buffer_size must be at least 4096 bytes");
 
-    // Value-initialised (zeroed) so the scan padding is never uninitialised.
-    buf_ = std::make_unique<char[]>(options.buffer_size + detail::scan_padding + 8);
+    buf_ = std::make_unique_for_overwrite<char[]>(options.buffer_size);
     pos_ = buf_.get();
     end_ = buf_.get() + options.buffer_size;
 
@@ -141,14 +159,7 @@ void csv_writer::write_text_slow(std::string_view v, std::size_t col) noexcept
 
 void csv_writer::put_field(std::string_view v, bool guard) noexcept
 {
-    bool quote = false;
-    for (const char c : v) {
-        if (c == delim_ || c == '"' || c == '\r' || c == '\n') {
-            quote = true;
-            break;
-        }
-    }
-    if (!quote) {
+    if (!detail::needs_quotes(v.data(), v.size(), delim_)) {
         if (guard)
             put('\'');
         put(v.data(), v.size());

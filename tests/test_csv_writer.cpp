@@ -536,3 +536,32 @@ TEST_CASE("Python's csv module reads back every value of random rows", "[csv][ro
               == 0);
     }
 }
+
+TEST_CASE("the quoting scan finds a special byte at every position of every length", "[csv][scan]")
+{
+    // Lengths across the 4-, 8- and 16-byte load paths and their overlaps.
+    for (const char delim : {',', ';', '\t'}) {
+        for (std::size_t n = 0; n <= 70; ++n) {
+            const std::string plain(n, 'a');
+            std::string dst(n + 8, '#');
+            CHECK_FALSE(detail::copy_and_scan(dst.data(), plain.data(), n, delim));
+            CHECK(dst == plain + "########");
+            CHECK_FALSE(detail::needs_quotes(plain.data(), n, delim));
+            for (std::size_t at = 0; at < n; ++at) {
+                for (const char special : {delim, '"', '\r', '\n'}) {
+                    std::string s = plain;
+                    s[at] = special;
+                    std::fill(dst.begin(), dst.end(), '#');
+                    INFO("n " << n << " at " << at << " byte " << int(special));
+                    REQUIRE(detail::copy_and_scan(dst.data(), s.data(), n, delim));
+                    REQUIRE(detail::needs_quotes(s.data(), n, delim));
+                    REQUIRE(dst == s + "########"); // copied exactly, nothing past n
+                }
+                // Bytes that only look special to a sloppy scan.
+                std::string s = plain;
+                s[at] = delim == ',' ? ';' : ',';
+                REQUIRE_FALSE(detail::needs_quotes(s.data(), n, delim));
+            }
+        }
+    }
+}

@@ -136,7 +136,7 @@ private:
     byte_sink& out_;
     std::unique_ptr<char[]> buf_;
     char* pos_;
-    char* end_;                         // usable end; scan padding lies beyond
+    char* end_;
     std::unique_ptr<mode[]> modes_;     // one per column, decided once
     schema columns_;
     std::size_t ncols_;
@@ -204,8 +204,7 @@ inline void csv_writer::write_text(std::string_view value) noexcept
     if (!next_column(col))
         return;
     const std::size_t n = value.size();
-    // Room for a delimiter, a guard quote and the value; the scan padding is
-    // allocated beyond end_, so it never needs checking here.
+    // Room for a delimiter and the value.
     if (n + 2 > static_cast<std::size_t>(end_ - pos_)) [[unlikely]]
         return write_text_slow(value, col);
     if (n != 0 && modes_[col] != mode::plain
@@ -214,13 +213,10 @@ inline void csv_writer::write_text(std::string_view value) noexcept
     char* p = pos_;
     if (col != 0)
         *p++ = delim_;
-    if (n != 0) {
-        std::memcpy(p, value.data(), n);
-        // Scan the copy, in our own padded buffer: most fields need no quotes,
-        // so copying first and checking after costs one pass, not two.
-        if (detail::has_special_padded(p, n, delim_)) [[unlikely]]
-            return write_text_slow(value, col);
-    }
+    // Most fields need no quotes: copy and check in one pass, and only if the
+    // check fails start over on the slow path (pos_ has not moved yet).
+    if (detail::copy_and_scan(p, value.data(), n, delim_)) [[unlikely]]
+        return write_text_slow(value, col);
     pos_ = p + n;
 }
 
