@@ -25,19 +25,26 @@ import sys
 import tempfile
 import time
 
+TIME_FILE = os.path.join(tempfile.gettempdir(), f"exportengine-bench-time-{os.getpid()}")
+
 
 def run_timed(cmd, stdin=None, stdout=subprocess.DEVNULL):
-    """Runs cmd; returns (wall seconds, cpu seconds, peak RSS bytes, stdout)."""
+    """Runs cmd; returns (wall seconds, cpu seconds, peak RSS bytes, stdout).
+
+    Peak RSS comes from GNU time: a child forked from this Python process
+    would inherit Python's high-water mark in its own ru_maxrss."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", TIME_FILE, *cmd],
+                         stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
     # Read stdout before waiting: a child must never block on a full pipe.
     out = p.stdout.read() if p.stdout else b""
-    _, status, ru = os.wait4(p.pid, 0)
+    p.wait()
     wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
+    with open(TIME_FILE) as f:
+        maxrss_kib, user, system = f.read().split()[-3:]
     if p.returncode != 0:
         sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, out
+    return wall, float(user) + float(system), int(maxrss_kib) * 1024, out
 
 
 def median_run(runs, cmd, stdin_path=None, stdout_path=None):
@@ -131,6 +138,7 @@ def main():
             os.remove(gz_path)
             print(f"| {name} | {wall:.2f} | {size/1e6/wall:.0f} | {out_size/1e6:.1f} "
                   f"| {out_size/size:.3f} | {cpu:.2f} | {rss/2**20:.1f} |")
+    os.remove(TIME_FILE)
     print("\nReproduce: `python3 benchmarks/writer_and_gzip.py` after `scripts/test.sh`.")
 
 

@@ -20,12 +20,62 @@ public:
             return "the compressor failed";
         case errc::stream_closed:
             return "the output stream is already finished or failed";
+        case errc::not_found:
+            return "No export with this id exists for your account.";
+        case errc::invalid_request:
+            return "The request is invalid.";
+        case errc::export_not_ready:
+            return "The export is not ready yet; poll GET /exports until isAvailableForDownload is true.";
+        case errc::export_expired:
+            return "The export's file has expired; regenerate it with POST /exports/{exportId}.";
+        case errc::export_failed:
+            return "The export failed; see its error, then regenerate it with POST /exports/{exportId}.";
+        case errc::export_not_expired:
+            return "Only an expired or failed export can be regenerated; download this one or wait for it.";
+        case errc::idempotency_key_reused:
+            return "This Idempotency-Key was already used with a different request; use a new key.";
+        case errc::shutting_down:
+            return "The export service is shutting down; retry in a moment.";
+        case errc::source_busy:
+            return "The data source is busy.";
+        case errc::source_io:
+            return "The data source could not be read.";
+        case errc::source_schema:
+            return "The data source does not have the tables this export needs.";
+        case errc::source_corrupt:
+            return "The data source is corrupt.";
+        case errc::store_failed:
+            return "The job store failed.";
+        case errc::sink_failed:
+            return "The export file could not be written.";
+        case errc::lease_lost:
+            return "The job's lease was lost to another worker.";
         }
         return "unknown exportengine error";
     }
 };
 
 } // namespace
+
+bool is_transient(const boost::system::error_code& ec) noexcept
+{
+    if (ec.category() == error_category()) {
+        switch (static_cast<errc>(ec.value())) {
+        case errc::source_busy:
+        case errc::source_io:
+        case errc::sink_failed:
+        case errc::store_failed:
+            return true;
+        default:
+            return false;
+        }
+    }
+    // Operating-system errors from sinks: a full disk or an I/O error can
+    // clear up; anything else (permissions, a missing directory) will not.
+    return ec == boost::system::errc::no_space_on_device || ec == boost::system::errc::io_error
+           || ec == boost::system::errc::resource_unavailable_try_again
+           || ec == boost::system::errc::interrupted;
+}
 
 const boost::system::error_category& error_category() noexcept
 {

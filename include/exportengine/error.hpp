@@ -26,7 +26,49 @@ enum class errc {
     compression_failed,
     /// A write after `finish()`, or after an earlier error on the same stream.
     stream_closed,
+
+    // -- the five operations (SPEC §3); the API maps each to a status code --
+    /// No such export for this account (or any malformed id): 404.
+    not_found,
+    /// The request breaks a rule of SPEC §3 (see validate_request): 400.
+    invalid_request,
+    /// Download asked for a queued or processing export: 400 EXPORT_NOT_READY.
+    export_not_ready,
+    /// Download asked for an expired export: 400 EXPORT_EXPIRED.
+    export_expired,
+    /// Download asked for a failed export: 400 EXPORT_FAILED.
+    export_failed,
+    /// Regenerate asked for an export that is not expired or failed:
+    /// 400 EXPORT_NOT_EXPIRED.
+    export_not_expired,
+    /// The idempotency key was used with a different request: 400.
+    idempotency_key_reused,
+    /// The engine is stopping and takes no new work: 503.
+    shutting_down,
+
+    // -- data sources ------------------------------------------------------
+    /// The source is locked or busy; retrying may succeed.
+    source_busy,
+    /// The source hit an I/O error; retrying may succeed.
+    source_io,
+    /// The source lacks a table or column the export needs: not retryable.
+    source_schema,
+    /// The source's data is corrupt or unreadable: not retryable.
+    source_corrupt,
+
+    // -- storage -----------------------------------------------------------
+    /// The job store failed (disk, lock, corruption): 500.
+    store_failed,
+    /// The file sink failed (disk full, I/O): the job is retried or failed.
+    sink_failed,
+    /// A write about a job by a worker whose lease is no longer current.
+    lease_lost,
 };
+
+/// True for source and sink errors that a retry with backoff may cure
+/// (busy, I/O, disk full); false for those it cannot (missing table, corrupt
+/// data), which fail a job at once.
+[[nodiscard]] bool is_transient(const boost::system::error_code& ec) noexcept;
 
 /// The category of `errc`; its name is "exportengine".
 [[nodiscard]] const boost::system::error_category& error_category() noexcept;
