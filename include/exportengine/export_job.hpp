@@ -25,17 +25,17 @@ namespace exportengine {
 
 enum class export_status : std::uint8_t { queued, processing, available, expired, failed };
 enum class export_type : std::uint8_t { contacts, delivery_reports };
-enum class compression : std::uint8_t { none, gzip };
+enum class compression_kind : std::uint8_t { none, gzip };
 
 /// "queued", "processing", ... — the API's spelling.
 [[nodiscard]] std::string_view to_string(export_status s) noexcept;
 /// "contacts" or "deliveryReports".
 [[nodiscard]] std::string_view to_string(export_type t) noexcept;
 /// "none" or "gzip".
-[[nodiscard]] std::string_view to_string(compression c) noexcept;
+[[nodiscard]] std::string_view to_string(compression_kind c) noexcept;
 [[nodiscard]] std::optional<export_status> parse_export_status(std::string_view s) noexcept;
 [[nodiscard]] std::optional<export_type> parse_export_type(std::string_view s) noexcept;
-[[nodiscard]] std::optional<compression> parse_compression(std::string_view s) noexcept;
+[[nodiscard]] std::optional<compression_kind> parse_compression(std::string_view s) noexcept;
 
 /// True when SPEC §2 allows a job to go from `from` to `to`.
 [[nodiscard]] bool is_legal_transition(export_status from, export_status to) noexcept;
@@ -60,7 +60,7 @@ struct delivery_reports_filter {
 
 /// How the file is written.
 struct file_format {
-    compression compression = compression::none;
+    compression_kind compression = compression_kind::none;
     char delimiter = ',';
     bool bom = false;
     friend bool operator==(const file_format&, const file_format&) = default;
@@ -102,11 +102,11 @@ struct job_error {
 /// The current holder of a processing job. Writes about the job are fenced:
 /// only the holder of the current lease may complete, fail, release or renew
 /// it, so a worker that lost its lease can never overwrite a newer attempt.
-struct lease {
+struct job_lease {
     std::string owner;
     /// Incremented by every claim of the job; never reused.
     std::int64_t token = 0;
-    friend bool operator==(const lease&, const lease&) = default;
+    friend bool operator==(const job_lease&, const job_lease&) = default;
 };
 
 /// The stored record of one export.
@@ -127,7 +127,7 @@ struct export_job {
     /// the count (the attempt was used up); a graceful stop gives it back.
     int attempt = 0;
     /// The lease while processing (owner empty otherwise).
-    lease lease;
+    job_lease lease;
     std::optional<timestamp> lease_expires_at;
     /// Rows written so far while processing; the total once available.
     std::optional<std::int64_t> row_count;

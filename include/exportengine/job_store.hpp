@@ -99,23 +99,23 @@ public:
 
     /// Renews the lease and records progress. False (and no change) when
     /// `l` is no longer the job's current lease.
-    virtual bool heartbeat(std::string_view id, const lease& l, timestamp now,
+    virtual bool heartbeat(std::string_view id, const job_lease& l, timestamp now,
                            timestamp lease_until, std::int64_t rows_so_far,
                            boost::system::error_code& ec) = 0;
 
     /// processing -> available, fenced by the lease. nullopt when the lease
     /// is no longer current (errc::lease_lost in `ec`).
-    virtual std::optional<export_job> complete(std::string_view id, const lease& l,
+    virtual std::optional<export_job> complete(std::string_view id, const job_lease& l,
                                                const completion& result, timestamp now,
                                                boost::system::error_code& ec) = 0;
 
     /// processing -> failed, fenced by the lease.
-    virtual std::optional<export_job> fail(std::string_view id, const lease& l,
+    virtual std::optional<export_job> fail(std::string_view id, const job_lease& l,
                                            const job_error& error, timestamp now,
                                            boost::system::error_code& ec) = 0;
 
     /// processing -> queued, fenced, giving the attempt back (graceful stop).
-    virtual std::optional<export_job> release(std::string_view id, const lease& l, timestamp now,
+    virtual std::optional<export_job> release(std::string_view id, const job_lease& l, timestamp now,
                                               boost::system::error_code& ec) = 0;
 
     /// Every processing job whose lease ran out before `now` goes back to

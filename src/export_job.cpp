@@ -1,0 +1,138 @@
+#include <exportengine/export_job.hpp>
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+namespace exportengine {
+
+std::string_view to_string(export_status s) noexcept
+{
+    switch (s) {
+    case export_status::queued: return "queued";
+    case export_status::processing: return "processing";
+    case export_status::available: return "available";
+    case export_status::expired: return "expired";
+    case export_status::failed: return "failed";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(export_type t) noexcept
+{
+    return t == export_type::contacts ? "contacts" : "deliveryReports";
+}
+
+std::string_view to_string(compression_kind c) noexcept
+{
+    return c == compression_kind::gzip ? "gzip" : "none";
+}
+
+std::optional<export_status> parse_export_status(std::string_view s) noexcept
+{
+    for (auto v : {export_status::queued, export_status::processing, export_status::available,
+                   export_status::expired, export_status::failed})
+        if (to_string(v) == s)
+            return v;
+    return std::nullopt;
+}
+
+std::optional<export_type> parse_export_type(std::string_view s) noexcept
+{
+    for (auto v : {export_type::contacts, export_type::delivery_reports})
+        if (to_string(v) == s)
+            return v;
+    return std::nullopt;
+}
+
+std::optional<compression_kind> parse_compression(std::string_view s) noexcept
+{
+    for (auto v : {compression_kind::none, compression_kind::gzip})
+        if (to_string(v) == s)
+            return v;
+    return std::nullopt;
+}
+
+bool is_legal_transition(export_status from, export_status to) noexcept
+{
+    using enum export_status;
+    switch (from) {
+    case queued:
+        return to == processing;
+    case processing:
+        // available: published; queued: lease lost or released; failed.
+        return to == available || to == queued || to == failed;
+    case available:
+        return to == expired;
+    case expired:
+    case failed:
+        return to == queued; // regenerate
+    }
+    return false;
+}
+
+namespace {
+
+template <class T>
+bool all_positive(const std::vector<T>& v)
+{
+    return std::all_of(v.begin(), v.end(), [](T x) { return x > 0; });
+}
+
+} // namespace
+
+std::string validate_request(const export_request& r, const request_limits& limits)
+{
+    if (r.format.delimiter != ',' && r.format.delimiter != ';' && r.format.delimiter != '\t')
+        return "delimiter must be \",\", \";\" or a tab.";
+    if (r.type == export_type::contacts) {
+        const auto* f = std::get_if<contacts_filter>(&r.filter);
+        if (f == nullptr)
+            return "A contacts export takes listIds or contactIds, not delivery-report filters.";
+        if (!f->list_ids.empty() && !f->contact_ids.empty())
+            return "Give listIds or contactIds, not both.";
+        if (!all_positive(f->list_ids))
+            return "listIds must be positive integers.";
+        if (!all_positive(f->contact_ids))
+            return "contactIds must be positive integers.";
+        if (f->list_ids.size() > limits.max_list_ids)
+            return "listIds may hold at most " + std::to_string(limits.max_list_ids) + " ids.";
+        if (f->contact_ids.size() > limits.max_contact_ids)
+            return "contactIds may hold at most " + std::to_string(limits.max_contact_ids) + " ids.";
+        return {};
+    }
+    const auto* f = std::get_if<delivery_reports_filter>(&r.filter);
+    if (f == nullptr)
+        return "A delivery-reports export takes campaignId and/or startDateTime and endDateTime.";
+    if (f->start.has_value() != f->end.has_value())
+        return "Give both startDateTime and endDateTime, or neither.";
+    if (!f->campaign_id && !f->start)
+        return "Give a campaignId, or a startDateTime and endDateTime, or both.";
+    if (f->campaign_id && *f->campaign_id <= 0)
+        return "campaignId must be a positive integer.";
+    if (f->start && *f->start >= *f->end)
+        return "startDateTime must be before endDateTime.";
+    return {};
+}
+
+export_status export_job::effective_status(timestamp now) const noexcept
+{
+    if (status == export_status::available && (!expires_at || now >= *expires_at))
+        return export_status::expired;
+    return status;
+}
+
+bool export_job::is_available_for_download(timestamp now) const noexcept
+{
+    return effective_status(now) == export_status::available;
+}
+
+std::string download_filename(const export_job& job)
+{
+    std::string name = job.request.type == export_type::contacts ? "contacts-" : "delivery-reports-";
+    name += job.id;
+    name += job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv";
+    return name;
+}
+
+} // namespace exportengine
