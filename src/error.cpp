@@ -50,6 +50,8 @@ public:
             return "The export file could not be written.";
         case errc::lease_lost:
             return "The job's lease was lost to another worker.";
+        case errc::internal_error:
+            return "Something went wrong on our side; try again later.";
         }
         return "unknown exportengine error";
     }

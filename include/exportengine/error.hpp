@@ -63,6 +63,9 @@ enum class errc {
     sink_failed,
     /// A write about a job by a worker whose lease is no longer current.
     lease_lost,
+    /// An unexpected failure inside the engine (an exception from a
+    /// component); details go to the log only: 500.
+    internal_error,
 };
 
 /// True for source and sink errors that a retry with backoff may cure

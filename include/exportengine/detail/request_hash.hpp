@@ -1,0 +1,19 @@
+// exportengine/detail/request_hash.hpp — private: the fingerprint of a request
+// that idempotency keys compare.
+#pragma once
+
+#include <exportengine/export_job.hpp>
+
+#include <string>
+
+namespace exportengine::detail {
+
+/// The canonical text of a request: its type, typed filter (ids in the order
+/// given, instants in ms) and file format. Two requests that mean the same
+/// export have the same text, whatever their JSON spelling was.
+std::string canonical_request(const export_request& r);
+
+/// Lower-case hex SHA-256 of canonical_request(r).
+std::string request_hash(const export_request& r);
+
+} // namespace exportengine::detail

@@ -1,0 +1,284 @@
+// exportengine/engine.hpp — the export engine.
+//
+// The engine runs export jobs (SPEC §2, §5) and offers the five operations of
+// the API (SPEC §3) to a C++ host:
+//
+//     boost::asio::io_context ioc;
+//     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, clock};
+//     eng.start();
+//     eng.async_create_export(account, request, std::nullopt,
+//         [](boost::system::error_code ec, exportengine::export_snapshot s) { ... });
+//     // or: auto s = co_await eng.async_list_exports(account, 0, 10, asio::use_awaitable);
+//
+// Threads. The engine owns its threads: one control thread that runs the
+// scheduler, the sweeper and every job as a C++20 coroutine; a job pool on
+// which each running export's blocking pipeline runs (source -> CSV writer ->
+// gzip -> sink); and a small I/O pool for job-store calls. Nothing blocking
+// ever runs on the host's executor: completion handlers are invoked on the
+// handler's associated executor, by default the executor given to the
+// constructor.
+//
+// Completion tokens. Every async_ operation follows Asio's completion-token
+// convention (callbacks, use_awaitable, use_future, deferred, ...). Results
+// that the API shows as "views" come with `as_of`, the instant they were read,
+// so a view's `isAvailableForDownload` and effective status are computed for
+// exactly that instant.
+//
+// Lifetime. The job store, data source, sink, signer and clock must outlive
+// the engine. Operations started on the engine must complete before it is
+// destroyed (async_stop waits for the engine's own work). Destroying a
+// running engine without async_stop behaves like a crash: in-flight jobs are
+// abandoned with their leases, and any engine sharing the store picks them up
+// when the leases run out. That is what the crash tests rely on.
+#pragma once
+
+#include <exportengine/clock.hpp>
+#include <exportengine/data_source.hpp>
+#include <exportengine/error.hpp>
+#include <exportengine/export_job.hpp>
+#include <exportengine/gzip_sink.hpp>
+#include <exportengine/job_store.hpp>
+#include <exportengine/sink.hpp>
+#include <exportengine/url_signer.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace exportengine {
+
+/// Engine settings; the defaults are SPEC's. Fill with designated
+/// initializers: `engine_options{.max_concurrent_jobs = 4}`.
+struct engine_options {
+    /// Jobs running at once in this engine; 0 = the hardware threads.
+    std::size_t max_concurrent_jobs = 0;
+    /// Jobs of one account processing at once, across every engine sharing
+    /// the store, so one account cannot starve the others.
+    int max_jobs_per_account = 2;
+    /// Claims a job may use before it fails (a lost lease uses one).
+    int max_attempts = 3;
+    /// How long a claim holds a job without a heartbeat.
+    std::chrono::milliseconds lease_duration = std::chrono::seconds{30};
+    /// How often a running job renews its lease and records its progress.
+    std::chrono::milliseconds heartbeat_interval = std::chrono::seconds{5};
+    /// How long a finished file stays downloadable (SPEC: 24 h).
+    std::chrono::milliseconds file_retention = std::chrono::hours{24};
+    /// How long expired and failed job records are kept (SPEC: 30 days).
+    std::chrono::milliseconds record_retention = std::chrono::hours{24 * 30};
+    /// Lifetime of a signed URL, capped by the file's expiry (SPEC: 15 min).
+    std::chrono::milliseconds url_ttl = std::chrono::minutes{15};
+    /// How long an idempotency key returns its first answer (SPEC: 24 h).
+    std::chrono::milliseconds idempotency_window = std::chrono::hours{24};
+    /// How often the scheduler looks for work queued by other processes. Work
+    /// queued through this engine starts at once (an in-process wake-up).
+    std::chrono::milliseconds poll_interval = std::chrono::seconds{1};
+    /// How often leases, expiry, file deletion and pruning are swept.
+    std::chrono::milliseconds sweep_interval = std::chrono::seconds{15};
+    /// Transient source/sink errors (busy, I/O, disk full) are retried with
+    /// exponential backoff from `retry_initial_backoff`, each wait at most
+    /// `retry_max_backoff`, until `retry_budget` has passed since the first
+    /// try; then the job fails (well within SPEC's 60 s).
+    std::chrono::milliseconds retry_initial_backoff = std::chrono::milliseconds{250};
+    std::chrono::milliseconds retry_max_backoff = std::chrono::seconds{8};
+    std::chrono::milliseconds retry_budget = std::chrono::seconds{40};
+    /// Rows per batch read from the source between progress updates and
+    /// cancellation checks.
+    std::size_t batch_rows = 8192;
+    /// This engine's name in leases; empty = "<host>:<pid>:<random>".
+    std::string owner;
+    /// SPEC §3 limits on ID arrays.
+    request_limits limits;
+    /// CSV writer buffer.
+    std::size_t csv_buffer_size = 512 * 1024;
+    /// Compression settings for gzip exports.
+    gzip_options gzip;
+    /// Threads for job-store calls made by the API operations.
+    std::size_t io_threads = 2;
+};
+
+/// One job as read at `as_of`: what an API view is made from.
+struct export_snapshot {
+    export_job job;
+    timestamp as_of{};
+};
+
+/// A page of the account's jobs as read at `as_of`.
+struct export_list {
+    std::vector<export_job> jobs;
+    std::int64_t total = 0;
+    std::int64_t page = 0;
+    std::int64_t limit = 0;
+    timestamp as_of{};
+};
+
+/// A signed download link (GET /exports/{id}).
+struct download_link {
+    std::string export_id;
+    std::string url;
+    /// The URL's own expiry: min(now + url_ttl, file_expires_at).
+    timestamp expires_at{};
+    timestamp file_expires_at{};
+    std::int64_t row_count = 0;
+    std::int64_t file_size = 0;
+    /// "text/csv; charset=utf-8" or "application/gzip".
+    std::string content_type;
+    /// "contacts-<id>.csv", ... (see download_filename).
+    std::string filename;
+};
+
+enum class log_level { debug, info, warning, error };
+
+/// Host hooks. `on_state_change` is called on the engine's control thread,
+/// one call at a time, in the order the changes were made by this engine.
+/// `log` may be called from any of the engine's threads (and from the
+/// destroying thread), so it must be thread-safe. Neither may block for long
+/// or call back into the engine synchronously.
+struct engine_hooks {
+    /// Every state change, with the job as stored after it (webhooks, metrics).
+    std::function<void(const export_job&)> on_state_change;
+    /// The engine's log lines (it never writes to stdout or stderr itself).
+    /// Internals (SQL, paths, exception text) appear here and only here.
+    std::function<void(log_level, std::string_view)> log;
+};
+
+class engine {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    /// `host` is where completion handlers run by default.
+    engine(executor_type host, job_store& store, data_source& source, storage_sink& sink,
+           const url_signer& signer, const clock& clock, engine_options options = {},
+           engine_hooks hooks = {});
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+    /// Without a prior async_stop this is a crash: see the file comment.
+    ~engine();
+
+    [[nodiscard]] executor_type get_executor() const noexcept;
+    [[nodiscard]] const engine_options& options() const noexcept;
+    /// This engine's lease owner name.
+    [[nodiscard]] const std::string& owner() const noexcept;
+
+    /// Recovers (requeues jobs whose leases ran out, removes stale temporary
+    /// files) and starts claiming jobs. Call once.
+    void start();
+
+    /// Stops claiming; lets running jobs finish until `deadline` has passed,
+    /// then cancels the rest and puts them back to `queued` without counting
+    /// an attempt. Completion: `void(error_code)`.
+    template <class Token>
+    auto async_stop(std::chrono::milliseconds deadline, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this, deadline](auto handler) { do_stop(deadline, std::move(handler)); }, token);
+    }
+
+    /// Queues an export. `idempotency_key` (at most 255 bytes) makes a retry of
+    /// the same request return the first answer. Errors: errc::invalid_request
+    /// (see validate_request for the sentence), errc::idempotency_key_reused,
+    /// errc::shutting_down, errc::store_failed.
+    /// Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_create_export(std::int64_t account_id, export_request request,
+                             std::optional<std::string> idempotency_key, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, export_request r, std::optional<std::string> k) {
+                do_create(a, std::move(r), std::move(k), std::move(handler));
+            },
+            token, account_id, std::move(request), std::move(idempotency_key));
+    }
+
+    /// The account's exports, newest first. Errors: errc::invalid_request
+    /// (page < 0, limit outside 1..100), errc::store_failed.
+    /// Completion: `void(error_code, export_list)`.
+    template <class Token>
+    auto async_list_exports(std::int64_t account_id, std::int64_t page, std::int64_t limit,
+                            Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_list)>(
+            [this, account_id, page, limit](auto handler) {
+                do_list(account_id, page, limit, std::move(handler));
+            },
+            token);
+    }
+
+    /// One export of the account. Errors: errc::not_found, errc::store_failed.
+    /// Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_get_export(std::int64_t account_id, std::string export_id, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, std::string id) {
+                do_get(a, std::move(id), std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// A freshly signed URL for an available export. Errors: errc::not_found,
+    /// errc::export_not_ready, errc::export_expired, errc::export_failed,
+    /// errc::store_failed. Completion: `void(error_code, download_link)`.
+    template <class Token>
+    auto async_get_download_url(std::int64_t account_id, std::string export_id, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, download_link)>(
+            [this](auto handler, std::int64_t a, std::string id) {
+                do_download_url(a, std::move(id), std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// Re-queues an expired or failed export with the same id and request.
+    /// Errors: errc::not_found, errc::export_not_expired, errc::shutting_down,
+    /// errc::store_failed. Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_regenerate_export(std::int64_t account_id, std::string export_id, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, std::string id) {
+                do_regenerate(a, std::move(id), std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// Runs one sweep now: requeues jobs whose leases ran out, records
+    /// expiries, deletes expired files, prunes old records. The engine also
+    /// does this every `sweep_interval`. Completion: `void(error_code)`.
+    template <class Token>
+    auto async_sweep(Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler) { do_sweep(std::move(handler)); }, token);
+    }
+
+    /// Jobs running in this engine now.
+    [[nodiscard]] std::size_t running_jobs() const noexcept;
+
+private:
+    using void_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    template <class T>
+    using handler = boost::asio::any_completion_handler<void(boost::system::error_code, T)>;
+
+    void do_stop(std::chrono::milliseconds deadline, void_handler h);
+    void do_create(std::int64_t account, export_request r, std::optional<std::string> key,
+                   handler<export_snapshot> h);
+    void do_list(std::int64_t account, std::int64_t page, std::int64_t limit, handler<export_list> h);
+    void do_get(std::int64_t account, std::string id, handler<export_snapshot> h);
+    void do_download_url(std::int64_t account, std::string id, handler<download_link> h);
+    void do_regenerate(std::int64_t account, std::string id, handler<export_snapshot> h);
+    void do_sweep(void_handler h);
+
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace exportengine

@@ -1,0 +1,69 @@
+#include <exportengine/detail/request_hash.hpp>
+
+#include <openssl/evp.h>
+
+#include <stdexcept>
+
+namespace exportengine::detail {
+namespace {
+
+void append_ids(std::string& out, const std::vector<std::int64_t>& ids)
+{
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i != 0)
+            out += ',';
+        out += std::to_string(ids[i]);
+    }
+}
+
+void append_instant(std::string& out, const std::optional<timestamp>& t)
+{
+    out += t ? std::to_string(t->time_since_epoch().count()) : "-";
+}
+
+} // namespace
+
+std::string canonical_request(const export_request& r)
+{
+    std::string s = "v1|";
+    s += to_string(r.type);
+    s += '|';
+    if (const auto* c = std::get_if<contacts_filter>(&r.filter)) {
+        s += "lists:";
+        append_ids(s, c->list_ids);
+        s += "|contacts:";
+        append_ids(s, c->contact_ids);
+    } else if (const auto* d = std::get_if<delivery_reports_filter>(&r.filter)) {
+        s += "campaign:";
+        s += d->campaign_id ? std::to_string(*d->campaign_id) : "-";
+        s += "|start:";
+        append_instant(s, d->start);
+        s += "|end:";
+        append_instant(s, d->end);
+    }
+    s += "|compression:";
+    s += to_string(r.format.compression);
+    s += "|delimiter:";
+    s += std::to_string(static_cast<int>(r.format.delimiter));
+    s += r.format.bom ? "|bom" : "|nobom";
+    return s;
+}
+
+std::string request_hash(const export_request& r)
+{
+    const std::string text = canonical_request(r);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("SHA-256 failed");
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * len);
+    for (unsigned int i = 0; i < len; ++i) {
+        out += hex[md[i] >> 4];
+        out += hex[md[i] & 0xF];
+    }
+    return out;
+}
+
+} // namespace exportengine::detail
