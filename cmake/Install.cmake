@@ -1,6 +1,6 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine exportengine_filesystem_sink
+install(TARGETS exportengine exportengine_filesystem_sink exportengine_hmac_url_signer
   EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -8,6 +8,7 @@ install(TARGETS exportengine exportengine_filesystem_sink
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY adapters/filesystem_sink/include/exportengine
+                  adapters/hmac_url_signer/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
