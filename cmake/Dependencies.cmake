@@ -4,4 +4,5 @@ set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
 find_package(ZLIB REQUIRED)
+# libcrypto (SHA-256, HMAC, RAND_bytes).
 find_package(OpenSSL 3 REQUIRED)

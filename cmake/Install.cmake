@@ -1,11 +1,15 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine EXPORT exportengineTargets
+install(TARGETS exportengine exportengine_filesystem_sink exportengine_hmac_url_signer
+  EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY adapters/filesystem_sink/include/exportengine
+                  adapters/hmac_url_signer/include/exportengine
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
 install(EXPORT exportengineTargets

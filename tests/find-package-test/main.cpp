@@ -1,9 +1,15 @@
-// Writes two contact rows through an installed exportengine and checks them.
+// Writes two contact rows through an installed exportengine and checks them,
+// then publishes a file and signs a URL with the default adapters.
 #include <exportengine/byte_sink.hpp>
 #include <exportengine/csv_writer.hpp>
 #include <exportengine/gzip_sink.hpp>
+#include <exportengine/adapters/filesystem_sink.hpp>
+#include <exportengine/adapters/hmac_url_signer.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 int main()
 {
@@ -30,5 +36,24 @@ int main()
     exportengine::gzip_sink gz(gz_out, {.threads = 1});
     gz.write(want, 10, ec);
     gz.finish(ec);
-    return ec ? 1 : 0;
+    if (ec)
+        return 1;
+
+    // The default adapters link (OpenSSL comes through find_dependency).
+    const std::string dir = (std::filesystem::current_path() / "consumer-exports").string();
+    exportengine::adapters::filesystem_sink sink(dir);
+    auto writer = sink.create("out.csv", ec);
+    if (!writer || writer->write(want, 10, ec) != 10)
+        return 1;
+    const auto published = writer->publish(ec);
+    std::filesystem::remove_all(dir);
+    if (ec || published.size != 10 || published.sha256.size() != 64)
+        return 1;
+    const exportengine::adapters::hmac_url_signer signer(std::string(32, 'k'), {});
+    const exportengine::timestamp expires{std::chrono::milliseconds{2000}};
+    const std::string url = signer.sign("GET", "/downloads/x", expires);
+    const std::string signature = url.substr(url.find("&signature=") + 11);
+    const bool ok = signer.verify({"GET", "/downloads/x", "2000", signature},
+                                  exportengine::timestamp{std::chrono::milliseconds{1999}});
+    return ok ? 0 : 1;
 }

@@ -1,0 +1,119 @@
+// exportengine/adapters/filesystem_sink.hpp — the default storage_sink: one
+// directory on a local (POSIX) file system.
+//
+// Every object is a plain file `<directory>/<key>`. A writer fills a temporary
+// file `<directory>/.tmp-<key>-<random hex>` in the same directory (so the
+// final rename never crosses a file system) and publishes it with
+// fsync(file) -> close -> rename(temp, final) -> fsync(directory): a reader
+// sees either nothing or the complete, durable file under the key, never a
+// partial one. Keys never start with '.', so no key can name a temporary.
+//
+// While writing, the writer computes the SHA-256 of the bytes (OpenSSL EVP)
+// and their count, so publish() reports both without reading the file again.
+//
+// Errors from the operating system (ENOSPC, EIO, EACCES...) are reported
+// unchanged, in boost::system::system_category(), so the engine can tell a
+// full disk (retry later) from a permission problem (fail);
+// exportengine::errc is used only for the library's own conditions
+// (errc::invalid_request for a bad key, errc::stream_closed, errc::not_found).
+//
+// Thread safety: a filesystem_sink is immutable after construction and may be
+// used from any number of threads at once (create, remove, open_published).
+// Each sink_writer it returns is used by one thread at a time; different
+// writers are independent.
+#pragma once
+
+#include <exportengine/sink.hpp>
+
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace exportengine::adapters {
+
+/// The system calls a filesystem_sink's writers make that can fail in ways a
+/// test cannot easily provoke on a real disk (ENOSPC mid-file, EIO on fsync).
+///
+/// TEST HOOK ONLY: production code uses the defaults (the real ::write,
+/// ::fsync and ::rename). A replacement must behave like the call it replaces:
+/// return its result and set `errno` on failure. `fsync` is called for the
+/// temporary file and then for the directory; `rename` gets full paths.
+struct filesystem_ops {
+    ::ssize_t (*write)(int fd, const void* data, std::size_t size) = ::write;
+    int (*fsync)(int fd) = ::fsync;
+    int (*rename)(const char* from, const char* to) = ::rename;
+};
+
+/// A storage_sink keeping each object as a file in one directory.
+///
+/// Keys are file names, never paths: only `[A-Za-z0-9._-]`, 1 to 128 bytes,
+/// not starting with '.' (which also excludes "." and ".."). Any other key is
+/// rejected with errc::invalid_request before the file system is touched.
+///
+/// Publishing under a key that already exists replaces that file atomically.
+class filesystem_sink final : public storage_sink {
+public:
+    /// Uses `directory`, creating it and its parents (mode 0755 minus the
+    /// umask) if missing. The path is made absolute against the current
+    /// directory now, so a later chdir() does not move the sink.
+    /// Throws std::system_error if the directory cannot be created or
+    /// `directory` names something that is not a directory.
+    /// `ops` is a test hook (see filesystem_ops); leave it defaulted.
+    explicit filesystem_sink(std::string directory, filesystem_ops ops = {});
+
+    /// Starts writing `key` into a new temporary file (mode 0640 minus the
+    /// umask) in the directory. Returns nullptr and sets `ec` on failure:
+    /// errc::invalid_request for a bad key (nothing touched), otherwise the
+    /// errno of open(2) (EACCES, ENOSPC, EMFILE...).
+    ///
+    /// The writer's write() returns the bytes write(2) accepted; on the first
+    /// failure it sets `ec` (errno), deletes the temporary file and refuses
+    /// every later write()/publish() with errc::stream_closed. publish()
+    /// returns {key, size, sha256} or sets `ec` (the errno of the step that
+    /// failed) with the temporary file deleted and nothing under `key`.
+    /// Destroying an unpublished writer deletes its temporary file.
+    std::unique_ptr<sink_writer> create(std::string_view key,
+                                        boost::system::error_code& ec) override;
+
+    /// Deletes the published file `key`. A missing file is success.
+    /// Errors: errc::invalid_request for a bad key, else the errno of unlink(2).
+    void remove(std::string_view key, boost::system::error_code& ec) override;
+
+    /// Deletes every `.tmp-*` file in the directory (leftovers of writers
+    /// that died before publishing) and returns how many it deleted.
+    /// Call it only when no writer of any process is using the directory
+    /// (engine start-up): it would delete a live writer's file too.
+    /// Sub-directories are left alone. On an error (the errno of
+    /// opendir/readdir/unlink) it still tries the remaining files and
+    /// reports the first error in `ec`.
+    std::size_t remove_stale_temporaries(boost::system::error_code& ec) override;
+
+    /// Opens the published file `key` for reading, for the download route:
+    /// returns a descriptor (O_RDONLY | O_CLOEXEC | O_NOFOLLOW; the caller
+    /// closes it) and sets `size` to the file's size in bytes.
+    /// On failure returns -1 and sets `ec`: errc::invalid_request for a bad
+    /// key (nothing touched), errc::not_found when there is no such file (or
+    /// it is not a regular file), otherwise the errno (ELOOP for a symlink).
+    [[nodiscard]] int open_published(std::string_view key, std::int64_t& size,
+                                     boost::system::error_code& ec) const;
+
+    /// The absolute path of the directory.
+    [[nodiscard]] const std::string& directory() const noexcept { return directory_; }
+
+    /// True when `key` is a valid key (see the class comment). Touches nothing.
+    [[nodiscard]] static bool is_valid_key(std::string_view key) noexcept;
+
+private:
+    std::string directory_;
+    filesystem_ops ops_;
+};
+
+} // namespace exportengine::adapters

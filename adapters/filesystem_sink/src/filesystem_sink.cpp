@@ -1,0 +1,397 @@
+#include <exportengine/adapters/filesystem_sink.hpp>
+
+#include <exportengine/error.hpp>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <system_error>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+namespace exportengine::adapters {
+namespace {
+
+constexpr std::size_t max_key_size = 128;
+constexpr std::string_view temp_prefix = ".tmp-";
+
+boost::system::error_code errno_code(int e) noexcept
+{
+    return {e, boost::system::system_category()};
+}
+
+std::string join(const std::string& directory, std::string_view name)
+{
+    std::string path;
+    path.reserve(directory.size() + 1 + name.size());
+    path.append(directory);
+    if (path.empty() || path.back() != '/')
+        path.push_back('/');
+    path.append(name);
+    return path;
+}
+
+/// 16 random hex digits for a temporary name (uniqueness, not secrecy: the
+/// O_EXCL open is what guarantees no two writers share a file).
+bool random_suffix(std::string& out)
+{
+    unsigned char bytes[8];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        return false;
+    static constexpr char digits[] = "0123456789abcdef";
+    out.clear();
+    for (unsigned char b : bytes) {
+        out.push_back(digits[b >> 4]);
+        out.push_back(digits[b & 0x0f]);
+    }
+    return true;
+}
+
+/// Opens `path` read-only and fsyncs it (used for the directory).
+int fsync_directory(const std::string& path, const filesystem_ops& ops)
+{
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = 0;
+    while (ops.fsync(fd) != 0) {
+        if (errno != EINTR) {
+            err = errno;
+            break;
+        }
+    }
+    ::close(fd);
+    return err;
+}
+
+struct md_ctx_deleter {
+    void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }
+};
+using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
+
+/// A temporary file being written; see filesystem_sink::create.
+class filesystem_writer final : public sink_writer {
+public:
+    filesystem_writer(int fd, std::string key, std::string temp_path, std::string final_path,
+                      const std::string& directory, const filesystem_ops& ops, md_ctx_ptr sha)
+        : fd_(fd), key_(std::move(key)), temp_path_(std::move(temp_path)),
+          final_path_(std::move(final_path)), directory_(directory), ops_(ops),
+          sha_(std::move(sha))
+    {
+    }
+
+    filesystem_writer(const filesystem_writer&) = delete;
+    filesystem_writer& operator=(const filesystem_writer&) = delete;
+
+    ~filesystem_writer() override
+    {
+        if (state_ == state::open)
+            discard();
+    }
+
+    std::size_t write(const char* data, std::size_t size,
+                      boost::system::error_code& ec) override
+    {
+        if (state_ != state::open) {
+            ec = errc::stream_closed;
+            return 0;
+        }
+        ec = {};
+        std::size_t done = 0;
+        while (done < size) {
+            const ::ssize_t n = ops_.write(fd_, data + done, size - done);
+            if (n > 0) {
+                done += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            // write(2) returning 0 for a non-empty regular-file write would
+            // loop forever; treat it as the I/O error it is.
+            ec = errno_code(n < 0 ? errno : EIO);
+            break;
+        }
+        if (done > 0 && EVP_DigestUpdate(sha_.get(), data, done) != 1 && !ec)
+            ec = errc::sink_failed;
+        size_ += done;
+        if (ec)
+            discard();
+        return done;
+    }
+
+    void finish(boost::system::error_code& ec) override
+    {
+        if (state_ == state::failed)
+            ec = errc::stream_closed;
+        else
+            ec = {};
+    }
+
+    published_file publish(boost::system::error_code& ec) override
+    {
+        if (state_ != state::open) {
+            ec = errc::stream_closed;
+            return {};
+        }
+        ec = {};
+
+        // The digest first: it cannot fail in practice, and after the rename
+        // nothing that can be avoided should be left to fail.
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int digest_size = 0;
+        if (EVP_DigestFinal_ex(sha_.get(), digest, &digest_size) != 1) {
+            ec = errc::sink_failed;
+            discard();
+            return {};
+        }
+
+        while (ops_.fsync(fd_) != 0) {
+            if (errno != EINTR) {
+                ec = errno_code(errno);
+                discard();
+                return {};
+            }
+        }
+        const int fd = fd_;
+        fd_ = -1;
+        // close(2) must not be retried on EINTR on Linux: the descriptor is
+        // gone either way. Its error (NFS write-back) still fails the publish.
+        if (::close(fd) != 0 && errno != EINTR) {
+            ec = errno_code(errno);
+            discard();
+            return {};
+        }
+        if (ops_.rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+            ec = errno_code(errno);
+            discard();
+            return {};
+        }
+        // The file is now visible; make the rename itself durable. If that
+        // fails the publish fails, so take the file back out of sight.
+        if (const int err = fsync_directory(directory_, ops_); err != 0) {
+            ec = errno_code(err);
+            ::unlink(final_path_.c_str());
+            state_ = state::failed;
+            return {};
+        }
+        state_ = state::published;
+
+        static constexpr char hex[] = "0123456789abcdef";
+        published_file out;
+        out.key = key_;
+        out.size = static_cast<std::int64_t>(size_);
+        out.sha256.reserve(2 * digest_size);
+        for (unsigned int i = 0; i < digest_size; ++i) {
+            out.sha256.push_back(hex[digest[i] >> 4]);
+            out.sha256.push_back(hex[digest[i] & 0x0f]);
+        }
+        return out;
+    }
+
+private:
+    enum class state { open, published, failed };
+
+    /// Closes and deletes the temporary file; the writer is failed for good.
+    void discard() noexcept
+    {
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+        ::unlink(temp_path_.c_str());
+        state_ = state::failed;
+    }
+
+    int fd_;
+    std::string key_;
+    std::string temp_path_;
+    std::string final_path_;
+    std::string directory_;
+    filesystem_ops ops_;
+    md_ctx_ptr sha_;
+    std::uint64_t size_ = 0;
+    state state_ = state::open;
+};
+
+} // namespace
+
+bool filesystem_sink::is_valid_key(std::string_view key) noexcept
+{
+    if (key.empty() || key.size() > max_key_size || key.front() == '.')
+        return false;
+    for (const char c : key) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                        || c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+filesystem_sink::filesystem_sink(std::string directory, filesystem_ops ops) : ops_(ops)
+{
+    if (directory.empty())
+        throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                                "filesystem_sink: empty directory");
+    std::error_code ec;
+    std::filesystem::path path = std::filesystem::absolute(directory, ec);
+    if (ec)
+        throw std::system_error(ec, "filesystem_sink: " + directory);
+    std::filesystem::create_directories(path, ec);
+    if (ec)
+        throw std::system_error(ec, "filesystem_sink: cannot create " + path.string());
+    if (!std::filesystem::is_directory(path, ec))
+        throw std::system_error(ec ? ec : std::make_error_code(std::errc::not_a_directory),
+                                "filesystem_sink: not a directory: " + path.string());
+    // Not lexically_normal(): "link/.." must keep meaning what the kernel
+    // makes of it. Only trailing slashes go, so that paths join cleanly.
+    directory_ = path.string();
+    while (directory_.size() > 1 && directory_.back() == '/')
+        directory_.pop_back();
+}
+
+std::unique_ptr<sink_writer> filesystem_sink::create(std::string_view key,
+                                                     boost::system::error_code& ec)
+{
+    if (!is_valid_key(key)) {
+        ec = errc::invalid_request;
+        return nullptr;
+    }
+    md_ctx_ptr sha(EVP_MD_CTX_new());
+    if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) {
+        ec = errc::sink_failed;
+        return nullptr;
+    }
+
+    std::string name;
+    std::string suffix;
+    std::string temp_path;
+    int fd = -1;
+    // A clash of 64 random bits is next to impossible; the loop only guards
+    // against a broken random generator looping forever.
+    for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+        if (!random_suffix(suffix)) {
+            ec = errc::sink_failed;
+            return nullptr;
+        }
+        name.assign(temp_prefix).append(key).append("-").append(suffix);
+        temp_path = join(directory_, name);
+        fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd < 0 && errno != EEXIST && errno != EINTR) {
+            ec = errno_code(errno);
+            return nullptr;
+        }
+    }
+    if (fd < 0) {
+        ec = errno_code(EEXIST);
+        return nullptr;
+    }
+
+    try {
+        auto writer = std::make_unique<filesystem_writer>(fd, std::string(key), temp_path,
+                                                          join(directory_, key), directory_,
+                                                          ops_, std::move(sha));
+        ec = {};
+        return writer;
+    } catch (...) {
+        ::close(fd);
+        ::unlink(temp_path.c_str());
+        throw;
+    }
+}
+
+void filesystem_sink::remove(std::string_view key, boost::system::error_code& ec)
+{
+    if (!is_valid_key(key)) {
+        ec = errc::invalid_request;
+        return;
+    }
+    if (::unlink(join(directory_, key).c_str()) != 0 && errno != ENOENT) {
+        ec = errno_code(errno);
+        return;
+    }
+    ec = {};
+}
+
+std::size_t filesystem_sink::remove_stale_temporaries(boost::system::error_code& ec)
+{
+    ec = {};
+    DIR* dir = ::opendir(directory_.c_str());
+    if (dir == nullptr) {
+        ec = errno_code(errno);
+        return 0;
+    }
+    const int dir_fd = ::dirfd(dir);
+    std::size_t removed = 0;
+    for (;;) {
+        errno = 0;
+        const dirent* entry = ::readdir(dir);
+        if (entry == nullptr) {
+            if (errno != 0 && !ec)
+                ec = errno_code(errno);
+            break;
+        }
+        const std::string_view name = entry->d_name;
+        if (!name.starts_with(temp_prefix))
+            continue;
+        if (entry->d_type == DT_DIR)
+            continue;
+        if (::unlinkat(dir_fd, entry->d_name, 0) == 0) {
+            ++removed;
+            continue;
+        }
+        // EISDIR: a directory on a file system without d_type; ENOENT: gone
+        // meanwhile. Neither is a failure.
+        if (errno != EISDIR && errno != ENOENT && !ec)
+            ec = errno_code(errno);
+    }
+    ::closedir(dir);
+    return removed;
+}
+
+int filesystem_sink::open_published(std::string_view key, std::int64_t& size,
+                                    boost::system::error_code& ec) const
+{
+    size = 0;
+    if (!is_valid_key(key)) {
+        ec = errc::invalid_request;
+        return -1;
+    }
+    const std::string path = join(directory_, key);
+    // O_NONBLOCK so that a FIFO planted under a key cannot block the caller
+    // in open(2); it is cleared again below for the regular file we return.
+    int fd;
+    do {
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        ec = errno == ENOENT ? boost::system::error_code(errc::not_found) : errno_code(errno);
+        return -1;
+    }
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) {
+        ec = errno_code(errno);
+        ::close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        ec = errc::not_found;
+        return -1;
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        ec = errno_code(errno);
+        ::close(fd);
+        return -1;
+    }
+    size = static_cast<std::int64_t>(st.st_size);
+    ec = {};
+    return fd;
+}
+
+} // namespace exportengine::adapters
