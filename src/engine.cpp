@@ -281,15 +281,6 @@ struct engine::impl {
     // -- recovery, scheduler, sweeper ---------------------------------------
     asio::awaitable<void> run_start()
     {
-        co_await on(io_pool, [this] {
-            error_code ec;
-            const std::size_t n = sink.remove_stale_temporaries(ec);
-            if (ec)
-                log(log_level::warning, "removing stale temporary files failed: " + ec.message());
-            else if (n > 0)
-                log(log_level::info, "removed " + std::to_string(n) + " stale temporary files");
-            return 0;
-        });
         co_await sweep_once();
         if (stopping)
             co_return;
@@ -409,6 +400,11 @@ struct engine::impl {
         keep(ec);
         if (pruned > 0)
             log(log_level::info, "pruned " + std::to_string(pruned) + " old job records");
+        ec = {};
+        const std::size_t stale = sink.remove_stale_temporaries(opt.stale_temporary_age, ec);
+        keep(ec);
+        if (stale > 0)
+            log(log_level::info, "removed " + std::to_string(stale) + " stale temporary files");
         if (first)
             log(log_level::error, "sweep: " + first.message());
         return first;

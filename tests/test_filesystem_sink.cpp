@@ -445,16 +445,37 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries deletes only .tmp-* files",
     REQUIRE(::symlink("/nonexistent", (d + "/.tmp-link").c_str()) == 0);
 
     boost::system::error_code ec;
-    CHECK(sink.remove_stale_temporaries(ec) == 3); // two files and a dangling link
+    CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 3); // two files and a dangling link
     CHECK_FALSE(ec);
     CHECK(entries(d) == std::vector<std::string>{".hidden", ".tmp-dir", "published.csv", "x.tmp-y"});
-    CHECK(sink.remove_stale_temporaries(ec) == 0);
+    CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 0);
     CHECK_FALSE(ec);
 
     // A writer's temporary is what it removes after a crash.
     auto w = sink.create("k", ec);
     REQUIRE(w);
-    CHECK(sink.remove_stale_temporaries(ec) == 1);
+    CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 1);
+    CHECK_FALSE(ec);
+}
+
+TEST_CASE("filesystem_sink: remove_stale_temporaries spares temporaries younger than min_age", "[sink][temp]")
+{
+    // Another process may be writing into the same directory: only files
+    // untouched for min_age are a crash's leftovers.
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"));
+    const std::string d = sink.directory();
+    boost::system::error_code ec;
+    auto live = sink.create("live", ec);
+    REQUIRE(live);
+    test::write_file(d + "/.tmp-old-0123456789abcdef", "left by a crash two hours ago");
+    const timespec two_hours_ago[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (d + "/.tmp-old-0123456789abcdef").c_str(), two_hours_ago, 0) == 0);
+    CHECK(sink.remove_stale_temporaries(std::chrono::hours{1}, ec) == 1);
+    CHECK_FALSE(ec);
+    CHECK_FALSE(fs::exists(d + "/.tmp-old-0123456789abcdef"));
+    CHECK(live->write("abc", 3, ec) == 3);
+    CHECK(live->publish(ec).size == 3); // the live writer was not disturbed
     CHECK_FALSE(ec);
 }
 
@@ -464,7 +485,7 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries reports a missing directory
     filesystem_sink sink(tmp.file("s"));
     fs::remove(tmp.file("s"));
     boost::system::error_code ec;
-    CHECK(sink.remove_stale_temporaries(ec) == 0);
+    CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 0);
     CHECK(ec == boost::system::errc::no_such_file_or_directory);
 }
 

@@ -83,6 +83,10 @@ struct engine_options {
     std::chrono::milliseconds poll_interval = std::chrono::seconds{1};
     /// How often leases, expiry, file deletion and pruning are swept.
     std::chrono::milliseconds sweep_interval = std::chrono::seconds{15};
+    /// Temporary files untouched this long are a crashed writer's and are
+    /// removed by the sweep. Live writers (of any process sharing the
+    /// storage) touch theirs far more often.
+    std::chrono::seconds stale_temporary_age = std::chrono::hours{1};
     /// Transient source/sink errors (busy, I/O, disk full) are retried with
     /// exponential backoff from `retry_initial_backoff`, each wait at most
     /// `retry_max_backoff`, until `retry_budget` has passed since the first

@@ -13,6 +13,8 @@
 
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,8 +34,9 @@ struct published_file {
 /// succeeds; destroying it unpublished removes the temporary data.
 class sink_writer : public byte_sink {
 public:
-    /// Makes the written bytes durable and visible under the key, atomically.
-    /// After a failure nothing is visible under the key.
+    /// Makes the written bytes durable and visible under the key, atomically
+    /// (it includes what finish() would do; calling finish() first is not
+    /// needed). After a failure nothing is visible under the key.
     virtual published_file publish(boost::system::error_code& ec) = 0;
 };
 
@@ -41,17 +44,21 @@ class storage_sink {
 public:
     virtual ~storage_sink() = default;
 
-    /// Starts writing the object `key` (`[A-Za-z0-9._-]`, at most 128 bytes;
-    /// anything else is errc::invalid_request).
+    /// Starts writing the object `key`: 1 to 128 bytes of `[A-Za-z0-9._-]`,
+    /// not starting with `.` (anything else is errc::invalid_request).
     virtual std::unique_ptr<sink_writer> create(std::string_view key,
                                                 boost::system::error_code& ec) = 0;
 
     /// Removes a published object. Removing one that is not there succeeds.
     virtual void remove(std::string_view key, boost::system::error_code& ec) = 0;
 
-    /// Removes temporary objects left by writers that never published
-    /// (a crash mid-write). Called by the engine at start-up. Returns how many.
-    virtual std::size_t remove_stale_temporaries(boost::system::error_code& ec) = 0;
+    /// Removes temporary objects left by writers that never published (a
+    /// crash mid-write) and untouched for at least `min_age`. The age keeps
+    /// it safe while other processes write to the same storage: a live
+    /// writer's temporary is younger. The engine calls it on every sweep.
+    /// Returns how many were removed.
+    virtual std::size_t remove_stale_temporaries(std::chrono::seconds min_age,
+                                                 boost::system::error_code& ec) = 0;
 };
 
 } // namespace exportengine

@@ -24,7 +24,7 @@ class url_signer {
 public:
     virtual ~url_signer() = default;
 
-    /// The full URL (`<base>/downloads/...?expires=<unix seconds>&signature=...`)
+    /// The full URL (`<base>/downloads/...?expires=<unix epoch milliseconds>&signature=...`)
     /// that lets anyone `GET` `path` until `expires`.
     [[nodiscard]] virtual std::string sign(std::string_view method, std::string_view path,
                                            timestamp expires) const = 0;

@@ -317,9 +317,11 @@ void filesystem_sink::remove(std::string_view key, boost::system::error_code& ec
     ec = {};
 }
 
-std::size_t filesystem_sink::remove_stale_temporaries(boost::system::error_code& ec)
+std::size_t filesystem_sink::remove_stale_temporaries(std::chrono::seconds min_age,
+                                                      boost::system::error_code& ec)
 {
     ec = {};
+    const auto cutoff = std::chrono::system_clock::now() - min_age;
     DIR* dir = ::opendir(directory_.c_str());
     if (dir == nullptr) {
         ec = errno_code(errno);
@@ -339,6 +341,16 @@ std::size_t filesystem_sink::remove_stale_temporaries(boost::system::error_code&
         if (!name.starts_with(temp_prefix))
             continue;
         if (entry->d_type == DT_DIR)
+            continue;
+        // Only temporaries nobody has written to for min_age: a live writer
+        // (ours or another process's) keeps its file's mtime fresh.
+        struct stat st{};
+        if (::fstatat(dir_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue; // gone meanwhile
+        const auto mtime = std::chrono::system_clock::time_point{
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec})};
+        if (mtime > cutoff)
             continue;
         if (::unlinkat(dir_fd, entry->d_name, 0) == 0) {
             ++removed;

@@ -94,7 +94,8 @@ public:
     /// Sub-directories are left alone. On an error (the errno of
     /// opendir/readdir/unlink) it still tries the remaining files and
     /// reports the first error in `ec`.
-    std::size_t remove_stale_temporaries(boost::system::error_code& ec) override;
+    std::size_t remove_stale_temporaries(std::chrono::seconds min_age,
+                                         boost::system::error_code& ec) override;
 
     /// Opens the published file `key` for reading, for the download route:
     /// returns a descriptor (O_RDONLY | O_CLOEXEC | O_NOFOLLOW; the caller
