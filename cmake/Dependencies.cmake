@@ -4,3 +4,5 @@ set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
 find_package(ZLIB REQUIRED)
+# SQLiteCpp's config also finds SQLite3 (SQLite::SQLite3).
+find_package(SQLiteCpp 3.2 REQUIRED CONFIG)

@@ -1,11 +1,13 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine EXPORT exportengineTargets
+install(TARGETS exportengine exportengine_sqlite_job_store EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY adapters/sqlite_job_store/include/exportengine
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
 install(EXPORT exportengineTargets
