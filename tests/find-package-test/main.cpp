@@ -1,7 +1,13 @@
-// Writes two contact rows through an installed exportengine and checks them.
+// Writes two contact rows through an installed exportengine and checks them,
+// then stores and reads back a job with the installed SQLite job store.
 #include <exportengine/byte_sink.hpp>
 #include <exportengine/csv_writer.hpp>
 #include <exportengine/gzip_sink.hpp>
+#include <exportengine/adapters/sqlite_job_store.hpp>
+
+#include <filesystem>
+#include <string>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -30,5 +36,24 @@ int main()
     exportengine::gzip_sink gz(gz_out, {.threads = 1});
     gz.write(want, 10, ec);
     gz.finish(ec);
-    return ec ? 1 : 0;
+    if (ec)
+        return 1;
+
+    const auto db = std::filesystem::temp_directory_path()
+                    / ("exportengine-consumer-" + std::to_string(::getpid()) + ".db");
+    bool stored = false;
+    {
+        exportengine::adapters::sqlite_job_store store(db.string());
+        exportengine::new_job job{"job-1", 7, {}, exportengine::manual_clock{}.now()};
+        store.create(job, std::nullopt, ec);
+        const auto found = store.get(7, "job-1", ec);
+        stored = !ec && found && found->request == job.request;
+    }
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(db.string() + suffix);
+    if (!stored) {
+        std::fprintf(stderr, "the job store did not return the job\n");
+        return 1;
+    }
+    return 0;
 }
