@@ -6,3 +6,5 @@ find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
 find_package(ZLIB REQUIRED)
 # libcrypto (SHA-256, HMAC, RAND_bytes).
 find_package(OpenSSL 3 REQUIRED)
+# SQLiteCpp's config also finds SQLite3 (SQLite::SQLite3).
+find_package(SQLiteCpp 3.2 REQUIRED CONFIG)

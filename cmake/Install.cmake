@@ -1,14 +1,17 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine exportengine_filesystem_sink exportengine_hmac_url_signer
+install(TARGETS exportengine exportengine_memory_source exportengine_filesystem_sink
+  exportengine_hmac_url_signer exportengine_sqlite_job_store
   EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY adapters/filesystem_sink/include/exportengine
+install(DIRECTORY adapters/memory_source/include/exportengine
+                  adapters/filesystem_sink/include/exportengine
                   adapters/hmac_url_signer/include/exportengine
+                  adapters/sqlite_job_store/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)

@@ -263,13 +263,32 @@ struct engine::impl {
 
     // -- coroutine helpers ------------------------------------------------
     /// Runs `f` on `pool` and resumes the calling coroutine on ctl.
+    ///
+    /// Spelled out with async_initiate rather than co_spawn(pool, ...,
+    /// use_awaitable): Asio 1.26 (Boost 1.81) may resume the awaiting
+    /// coroutine on the pool thread, which would break the rule that all
+    /// control state is touched on ctl only.
     template <class F>
     asio::awaitable<std::invoke_result_t<F&>> on(asio::thread_pool& pool, F f)
     {
         using R = std::invoke_result_t<F&>;
-        co_return co_await asio::co_spawn(
-            pool, [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); },
-            asio::use_awaitable);
+        co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                                void(std::exception_ptr, R)>(
+            [this, &pool](auto handler, F fn) {
+                asio::post(pool, [this, handler = std::move(handler), fn = std::move(fn)]() mutable {
+                    std::exception_ptr ep;
+                    R r{};
+                    try {
+                        r = fn();
+                    } catch (...) {
+                        ep = std::current_exception();
+                    }
+                    asio::post(ctl, [handler = std::move(handler), ep, r = std::move(r)]() mutable {
+                        std::move(handler)(ep, std::move(r));
+                    });
+                });
+            },
+            asio::use_awaitable, std::move(f));
     }
 
     asio::awaitable<void> pause(std::chrono::milliseconds d)
@@ -307,11 +326,13 @@ struct engine::impl {
                 }
                 if (!job || stopping) {
                     if (job) { // claimed while stopping: give it straight back
-                        co_await on(io_pool, [this, j = *job] {
+                        const export_job& j = *job;
+                        auto give_back = [this, &j] {
                             error_code e;
                             store.release(j.id, j.lease, clk.now(), e);
                             return 0;
-                        });
+                        };
+                        co_await on(io_pool, give_back);
                     }
                     break;
                 }
@@ -432,11 +453,11 @@ struct engine::impl {
         asio::co_spawn(ctl, heartbeat(job.id, job.lease, c, hb_timer, done), asio::detached);
 
         bool exhausted = false;
-        const outcome o = co_await execute_with_retries(job, c, exhausted);
+        const outcome o = co_await execute_with_retries(job, *c, exhausted);
         *done = true;
         hb_timer->cancel();
         if (!c->abandon)
-            co_await record(job, c, o, exhausted);
+            co_await record(job, *c, o, exhausted);
 
         {
             std::lock_guard lk(active_mu);
@@ -456,13 +477,15 @@ struct engine::impl {
             co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
             if (*done)
                 break;
-            const auto [ec, ok] = co_await on(io_pool, [this, id, l, c] {
+            job_control* ctrl = c.get(); // kept alive by `c` in this frame
+            auto beat = [this, &id, &l, ctrl] {
                 error_code e;
                 const timestamp now = clk.now();
                 const bool r = store.heartbeat(id, l, now, now + opt.lease_duration,
-                                               c->rows.load(std::memory_order_relaxed), e);
+                                               ctrl->rows.load(std::memory_order_relaxed), e);
                 return std::pair{e, r};
-            });
+            };
+            const auto [ec, ok] = co_await on(io_pool, beat);
             if (ec) {
                 // The store may be briefly unavailable; the lease has slack.
                 log(log_level::warning, "heartbeat for job " + id + " failed: " + ec.message());
@@ -475,13 +498,14 @@ struct engine::impl {
         }
     }
 
-    asio::awaitable<outcome> execute_with_retries(const export_job& job,
-                                                  std::shared_ptr<job_control> c, bool& exhausted)
+    asio::awaitable<outcome> execute_with_retries(const export_job& job, job_control& ctrl,
+                                                  bool& exhausted)
     {
         const auto first_try = std::chrono::steady_clock::now();
         std::chrono::milliseconds backoff = opt.retry_initial_backoff;
         for (;;) {
-            outcome o = co_await on(job_pool, [this, &job, c] { return execute_once(job, *c); });
+            auto run = [this, &job, &ctrl] { return execute_once(job, ctrl); };
+            outcome o = co_await on(job_pool, run);
             if (!o.ec || o.cancelled || !is_transient(o.ec))
                 co_return o;
             const auto elapsed = std::chrono::steady_clock::now() - first_try;
@@ -493,15 +517,15 @@ struct engine::impl {
                                         + o.detail + "); retrying in "
                                         + std::to_string(backoff.count()) + " ms");
             // Wait in slices, so a stop or a lost lease ends the wait early.
-            for (auto waited = std::chrono::milliseconds{0}; waited < backoff && !c->stop;) {
+            for (auto waited = std::chrono::milliseconds{0}; waited < backoff && !ctrl.stop;) {
                 const auto slice = std::min(backoff - waited, std::chrono::milliseconds{50});
                 co_await pause(slice);
                 waited += slice;
             }
-            if (c->stop)
+            if (ctrl.stop)
                 co_return outcome{.ec = o.ec, .detail = o.detail, .cancelled = true};
             backoff = std::min(backoff * 2, opt.retry_max_backoff);
-            c->rows = 0;
+            ctrl.rows = 0;
         }
     }
 
@@ -568,10 +592,11 @@ struct engine::impl {
         }
     }
 
-    asio::awaitable<void> record(const export_job& job, std::shared_ptr<job_control> c,
-                                 const outcome& o, bool exhausted)
+    asio::awaitable<void> record(const export_job& job, job_control& ctrl, const outcome& o,
+                                 bool exhausted)
     {
-        co_await on(io_pool, [this, &job, c, &o, exhausted] {
+        job_control* c = &ctrl;
+        auto write = [this, &job, c, &o, exhausted] {
             error_code ec;
             const timestamp now = clk.now();
             std::optional<export_job> after;
@@ -609,7 +634,8 @@ struct engine::impl {
                 notify(*after);
             }
             return 0;
-        });
+        };
+        co_await on(io_pool, write);
     }
 
     // -- stop -----------------------------------------------------------------
@@ -623,11 +649,13 @@ struct engine::impl {
         while (running > 0 && std::chrono::steady_clock::now() < until)
             co_await pause(std::chrono::milliseconds{5});
         if (running > 0) {
-            log(log_level::info, "stop deadline passed: cancelling " + std::to_string(running)
+            {
+                std::lock_guard lk(active_mu);
+                for (auto& [id, c] : active)
+                    c->stop = true;
+            }
+            log(log_level::info, "stop deadline passed: cancelled " + std::to_string(running)
                                      + " running jobs; they go back to the queue");
-            std::lock_guard lk(active_mu);
-            for (auto& [id, c] : active)
-                c->stop = true;
         }
         while (running > 0 || scheduler_running || sweeper_running)
             co_await pause(std::chrono::milliseconds{5});

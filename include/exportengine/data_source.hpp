@@ -28,8 +28,8 @@ namespace exportengine {
 /// errc::source_corrupt fail the job at once) and the message users see;
 /// `detail` (SQL, file names, driver text) goes only to the log.
 struct source_error {
-    boost::system::error_code code;
-    std::string detail;
+    boost::system::error_code code{};
+    std::string detail{};
     explicit operator bool() const noexcept { return static_cast<bool>(code); }
 };
 

@@ -98,26 +98,26 @@ struct engine_options {
     /// cancellation checks.
     std::size_t batch_rows = 8192;
     /// This engine's name in leases; empty = "<host>:<pid>:<random>".
-    std::string owner;
+    std::string owner{};
     /// SPEC §3 limits on ID arrays.
-    request_limits limits;
+    request_limits limits{};
     /// CSV writer buffer.
     std::size_t csv_buffer_size = 512 * 1024;
     /// Compression settings for gzip exports.
-    gzip_options gzip;
+    gzip_options gzip{};
     /// Threads for job-store calls made by the API operations.
     std::size_t io_threads = 2;
 };
 
 /// One job as read at `as_of`: what an API view is made from.
 struct export_snapshot {
-    export_job job;
+    export_job job{};
     timestamp as_of{};
 };
 
 /// A page of the account's jobs as read at `as_of`.
 struct export_list {
-    std::vector<export_job> jobs;
+    std::vector<export_job> jobs{};
     std::int64_t total = 0;
     std::int64_t page = 0;
     std::int64_t limit = 0;
@@ -126,17 +126,17 @@ struct export_list {
 
 /// A signed download link (GET /exports/{id}).
 struct download_link {
-    std::string export_id;
-    std::string url;
+    std::string export_id{};
+    std::string url{};
     /// The URL's own expiry: min(now + url_ttl, file_expires_at).
     timestamp expires_at{};
     timestamp file_expires_at{};
     std::int64_t row_count = 0;
     std::int64_t file_size = 0;
     /// "text/csv; charset=utf-8" or "application/gzip".
-    std::string content_type;
+    std::string content_type{};
     /// "contacts-<id>.csv", ... (see download_filename).
-    std::string filename;
+    std::string filename{};
 };
 
 enum class log_level { debug, info, warning, error };
@@ -148,10 +148,10 @@ enum class log_level { debug, info, warning, error };
 /// or call back into the engine synchronously.
 struct engine_hooks {
     /// Every state change, with the job as stored after it (webhooks, metrics).
-    std::function<void(const export_job&)> on_state_change;
+    std::function<void(const export_job&)> on_state_change{};
     /// The engine's log lines (it never writes to stdout or stderr itself).
     /// Internals (SQL, paths, exception text) appear here and only here.
-    std::function<void(log_level, std::string_view)> log;
+    std::function<void(log_level, std::string_view)> log{};
 };
 
 class engine {
@@ -282,7 +282,7 @@ private:
     void do_sweep(void_handler h);
 
     struct impl;
-    std::unique_ptr<impl> impl_;
+    std::unique_ptr<impl> impl_{};
 };
 
 } // namespace exportengine

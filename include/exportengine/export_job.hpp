@@ -44,17 +44,17 @@ enum class compression_kind : std::uint8_t { none, gzip };
 /// contacts in any of `list_ids`, or exactly `contact_ids`. At most one of the
 /// two is non-empty. IDs are positive; duplicates are harmless.
 struct contacts_filter {
-    std::vector<std::int64_t> list_ids;
-    std::vector<std::int64_t> contact_ids;
+    std::vector<std::int64_t> list_ids{};
+    std::vector<std::int64_t> contact_ids{};
     friend bool operator==(const contacts_filter&, const contacts_filter&) = default;
 };
 
 /// Delivery reports to export: those of `campaign_id`, those submitted in
 /// [`start`, `end`), or both conditions at once.
 struct delivery_reports_filter {
-    std::optional<std::int64_t> campaign_id;
-    std::optional<timestamp> start;
-    std::optional<timestamp> end;
+    std::optional<std::int64_t> campaign_id{};
+    std::optional<timestamp> start{};
+    std::optional<timestamp> end{};
     friend bool operator==(const delivery_reports_filter&, const delivery_reports_filter&) = default;
 };
 
@@ -70,8 +70,8 @@ struct file_format {
 /// same scope in the same format.
 struct export_request {
     export_type type = export_type::contacts;
-    std::variant<contacts_filter, delivery_reports_filter> filter;
-    file_format format;
+    std::variant<contacts_filter, delivery_reports_filter> filter{};
+    file_format format{};
     /// The request's scope as the user gave it, as a JSON object, echoed as
     /// `filters` in every view (e.g. `{"listIds":[3,1]}`). Owned by the API
     /// layer; the engine stores and returns it verbatim.
@@ -94,8 +94,8 @@ struct request_limits {
 /// Why a job failed, as the user sees it: a stable code and a sentence. Never
 /// internals (SQL, paths, exception text); those go to the log.
 struct job_error {
-    std::string code;
-    std::string message;
+    std::string code{};
+    std::string message{};
     friend bool operator==(const job_error&, const job_error&) = default;
 };
 
@@ -103,7 +103,7 @@ struct job_error {
 /// only the holder of the current lease may complete, fail, release or renew
 /// it, so a worker that lost its lease can never overwrite a newer attempt.
 struct job_lease {
-    std::string owner;
+    std::string owner{};
     /// Incremented by every claim of the job; never reused.
     std::int64_t token = 0;
     friend bool operator==(const job_lease&, const job_lease&) = default;
@@ -111,33 +111,33 @@ struct job_lease {
 
 /// The stored record of one export.
 struct export_job {
-    std::string id;
+    std::string id{};
     std::int64_t account_id = 0;
-    export_request request;
+    export_request request{};
     /// The stored status. What a reader sees is `effective_status(now)`: an
     /// `available` job whose file has expired reads as `expired` before any
     /// sweep has recorded it.
     export_status status = export_status::queued;
     timestamp created_at{};
     timestamp updated_at{};
-    std::optional<timestamp> completed_at;
+    std::optional<timestamp> completed_at{};
     /// The file's expiry (set when the job becomes available).
-    std::optional<timestamp> expires_at;
+    std::optional<timestamp> expires_at{};
     /// Claims that counted: 1 while the first attempt runs. A lost lease keeps
     /// the count (the attempt was used up); a graceful stop gives it back.
     int attempt = 0;
     /// The lease while processing (owner empty otherwise).
-    job_lease lease;
-    std::optional<timestamp> lease_expires_at;
+    job_lease lease{};
+    std::optional<timestamp> lease_expires_at{};
     /// Rows written so far while processing; the total once available.
-    std::optional<std::int64_t> row_count;
-    std::optional<std::int64_t> file_size;
+    std::optional<std::int64_t> row_count{};
+    std::optional<std::int64_t> file_size{};
     /// Hex SHA-256 of the published file.
-    std::string checksum;
+    std::string checksum{};
     /// The sink's key for the file; empty when there is none (or it was
     /// deleted). Always built by the engine, never from user input.
-    std::string file_key;
-    std::optional<job_error> error;
+    std::string file_key{};
+    std::optional<job_error> error{};
 
     /// SPEC §2: `available` with now >= expires_at reads as `expired`.
     [[nodiscard]] export_status effective_status(timestamp now) const noexcept;

@@ -28,9 +28,9 @@ namespace exportengine {
 
 /// A job to create: fields the engine decided (id, account, request, time).
 struct new_job {
-    std::string id;
+    std::string id{};
     std::int64_t account_id = 0;
-    export_request request;
+    export_request request{};
     timestamp created_at{};
 };
 
@@ -39,19 +39,19 @@ struct new_job {
 /// `not_before` returns the job it created; with another hash the create fails
 /// with errc::idempotency_key_reused. Older uses are forgotten.
 struct idempotency_key {
-    std::string key;
-    std::string request_hash;
+    std::string key{};
+    std::string request_hash{};
     timestamp not_before{};
 };
 
 struct create_result {
-    export_job job;
+    export_job job{};
     /// False when an idempotency key returned an existing job.
     bool created = true;
 };
 
 struct job_page {
-    std::vector<export_job> jobs;
+    std::vector<export_job> jobs{};
     std::int64_t total = 0;
 };
 
@@ -59,8 +59,8 @@ struct job_page {
 struct completion {
     std::int64_t row_count = 0;
     std::int64_t file_size = 0;
-    std::string checksum;
-    std::string file_key;
+    std::string checksum{};
+    std::string file_key{};
     timestamp completed_at{};
     timestamp expires_at{};
 };

@@ -24,7 +24,7 @@ namespace exportengine {
 
 /// What a published file is.
 struct published_file {
-    std::string key;
+    std::string key{};
     std::int64_t size = 0;
     /// Lower-case hex SHA-256 of the bytes.
     std::string sha256;

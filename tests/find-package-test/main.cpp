@@ -1,10 +1,14 @@
 // Writes two contact rows through an installed exportengine and checks them,
-// then publishes a file and signs a URL with the default adapters.
+// then publishes a file, signs a URL and stores a job with the default
+// adapters.
 #include <exportengine/byte_sink.hpp>
 #include <exportengine/csv_writer.hpp>
 #include <exportengine/gzip_sink.hpp>
 #include <exportengine/adapters/filesystem_sink.hpp>
 #include <exportengine/adapters/hmac_url_signer.hpp>
+#include <exportengine/adapters/sqlite_job_store.hpp>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -55,5 +59,24 @@ int main()
     const std::string signature = url.substr(url.find("&signature=") + 11);
     const bool ok = signer.verify({"GET", "/downloads/x", "2000", signature},
                                   exportengine::timestamp{std::chrono::milliseconds{1999}});
-    return ok ? 0 : 1;
+    if (!ok)
+        return 1;
+
+    const auto db = std::filesystem::temp_directory_path()
+                    / ("exportengine-consumer-" + std::to_string(::getpid()) + ".db");
+    bool stored = false;
+    {
+        exportengine::adapters::sqlite_job_store store(db.string());
+        exportengine::new_job job{"job-1", 7, {}, exportengine::manual_clock{}.now()};
+        store.create(job, std::nullopt, ec);
+        const auto found = store.get(7, "job-1", ec);
+        stored = !ec && found && found->request == job.request;
+    }
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(db.string() + suffix);
+    if (!stored) {
+        std::fprintf(stderr, "the job store did not return the job\n");
+        return 1;
+    }
+    return 0;
 }

@@ -27,10 +27,10 @@ namespace exportengine::adapters {
 struct memory_contact {
     std::int64_t id = 0;
     std::int64_t account_id = 0;
-    std::string phone_number;
-    std::optional<std::string> email;
-    std::optional<std::string> first_name;
-    std::optional<std::string> last_name;
+    std::string phone_number{};
+    std::optional<std::string> email{};
+    std::optional<std::string> first_name{};
+    std::optional<std::string> last_name{};
     std::int64_t created_at = 0; // unix seconds
     std::int64_t updated_at = 0;
 };
@@ -38,22 +38,22 @@ struct memory_contact {
 struct memory_delivery_report {
     std::int64_t id = 0;
     std::int64_t account_id = 0;
-    std::optional<std::int64_t> campaign_id;
-    std::string message_id;
-    std::string recipient;
-    std::optional<std::string> sender;
-    std::string status;
-    std::optional<std::int64_t> error_code;
+    std::optional<std::int64_t> campaign_id{};
+    std::string message_id{};
+    std::string recipient{};
+    std::optional<std::string> sender{};
+    std::string status{};
+    std::optional<std::int64_t> error_code{};
     std::int64_t parts = 1;
     std::int64_t submitted_at = 0; // unix seconds
-    std::optional<std::int64_t> status_at;
+    std::optional<std::int64_t> status_at{};
 };
 
 /// A deliberate failure: on open (after_rows == 0 and on_open) or once
 /// `after_rows` rows of a cursor were written; for the next `times` cursors
 /// (-1: every cursor).
 struct memory_source_fault {
-    boost::system::error_code code;
+    boost::system::error_code code{};
     std::string detail = "injected fault";
     bool on_open = false;
     std::size_t after_rows = 0;
@@ -93,13 +93,13 @@ private:
 
     mutable std::mutex mu_;
     mutable std::condition_variable cv_;
-    std::vector<memory_contact> contacts_;
+    std::vector<memory_contact> contacts_{};
     struct member {
         std::int64_t list_id, list_account_id, contact_id;
     };
-    std::vector<member> members_;
-    std::vector<memory_delivery_report> reports_;
-    std::optional<memory_source_fault> fault_;
+    std::vector<member> members_{};
+    std::vector<memory_delivery_report> reports_{};
+    std::optional<memory_source_fault> fault_{};
     bool gate_open_ = true;
     std::size_t batches_ = 0;
     std::size_t opens_ = 0;

@@ -1,0 +1,645 @@
+#include "support/engine_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <filesystem>
+#include <future>
+#include <set>
+
+using namespace exportengine;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using test::contacts_request;
+using test::reports_request;
+
+namespace {
+
+/// The error an operation finished with (the future rethrows it).
+template <class F>
+boost::system::error_code error_of(F&& f)
+{
+    try {
+        f().get();
+    } catch (const boost::system::system_error& e) {
+        return e.code();
+    }
+    return {};
+}
+
+constexpr const char* contacts_header = "id,phoneNumber,email,firstName,lastName,createdAt,updatedAt\r\n";
+
+} // namespace
+
+TEST_CASE("the state machine allows exactly SPEC's transitions", "[engine][states]")
+{
+    using enum export_status;
+    const export_status all[] = {queued, processing, available, expired, failed};
+    const std::set<std::pair<export_status, export_status>> legal{
+        {queued, processing},   {processing, available}, {processing, queued},
+        {processing, failed},   {available, expired},    {expired, queued},
+        {failed, queued},
+    };
+    for (auto from : all)
+        for (auto to : all) {
+            INFO(to_string(from) << " -> " << to_string(to));
+            CHECK(is_legal_transition(from, to) == (legal.count({from, to}) == 1));
+        }
+}
+
+TEST_CASE("requests are validated with a sentence a person can act on", "[engine][validation]")
+{
+    CHECK(validate_request(contacts_request()).empty());
+    CHECK(validate_request(contacts_request({.list_ids = {1, 2}})).empty());
+    CHECK_FALSE(validate_request(contacts_request({.list_ids = {1}, .contact_ids = {2}})).empty());
+    CHECK_FALSE(validate_request(contacts_request({.list_ids = {0}})).empty());
+    CHECK_FALSE(validate_request(contacts_request({.contact_ids = {-5}})).empty());
+    CHECK_FALSE(validate_request(contacts_request({.contact_ids = std::vector<std::int64_t>(100'001, 1)})).empty());
+    CHECK(validate_request(contacts_request({.contact_ids = std::vector<std::int64_t>(100'000, 1)})).empty());
+    CHECK_FALSE(validate_request(contacts_request({.list_ids = std::vector<std::int64_t>(10'001, 1)})).empty());
+    const timestamp t1{1000ms}, t2{2000ms};
+    CHECK(validate_request(reports_request({.campaign_id = 3})).empty());
+    CHECK(validate_request(reports_request({.start = t1, .end = t2})).empty());
+    CHECK(validate_request(reports_request({.campaign_id = 3, .start = t1, .end = t2})).empty());
+    CHECK_FALSE(validate_request(reports_request({})).empty());
+    CHECK_FALSE(validate_request(reports_request({.start = t1})).empty());
+    CHECK_FALSE(validate_request(reports_request({.start = t2, .end = t1})).empty());
+    CHECK_FALSE(validate_request(reports_request({.start = t1, .end = t1})).empty());
+    CHECK_FALSE(validate_request(reports_request({.campaign_id = 0})).empty());
+    CHECK_FALSE(validate_request(contacts_request({}, {.delimiter = '|'})).empty());
+}
+
+TEST_CASE("a contacts export runs to an available file with a signed URL", "[engine]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    CHECK(id.size() == 22);
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK(f.events.statuses_of(id)
+          == std::vector{export_status::queued, export_status::processing, export_status::available});
+
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(s.job.status == export_status::available);
+    CHECK(s.job.is_available_for_download(s.as_of));
+    CHECK(s.job.row_count == 4);
+    CHECK(s.job.attempt == 1);
+    REQUIRE(s.job.expires_at);
+    CHECK(*s.job.expires_at == *s.job.completed_at + std::chrono::hours{24});
+
+    const std::string csv = test::read_file(f.file_of(s.job));
+    CHECK(csv == std::string(contacts_header)
+                     + "1,+49151000001,c1@example.com,Anna,Li,2023-11-14T22:13:21Z,2023-11-14T22:15:01Z\r\n"
+                       "2,+49151000002,,Anna,Li,2023-11-14T22:13:22Z,2023-11-14T22:15:02Z\r\n"
+                       "3,+49151000003,c3@example.com,'=cmd(),Li,2023-11-14T22:13:23Z,2023-11-14T22:15:03Z\r\n"
+                       "4,+49151000004,c4@example.com,Anna,\"Smith, Jr.\",2023-11-14T22:13:24Z,2023-11-14T22:15:04Z\r\n");
+    CHECK(s.job.file_size == static_cast<std::int64_t>(csv.size()));
+    CHECK(s.job.checksum.size() == 64);
+
+    const download_link link = e.async_get_download_url(1, id, asio::use_future).get();
+    CHECK(link.export_id == id);
+    CHECK(link.file_expires_at == *s.job.expires_at);
+    CHECK(link.expires_at == f.clock.now() + std::chrono::minutes{15});
+    CHECK(link.content_type == "text/csv; charset=utf-8");
+    CHECK(link.filename == "contacts-" + id + ".csv");
+    CHECK(link.row_count == 4);
+    const std::string prefix = "http://127.0.0.1:8080/downloads/" + id + "?expires=";
+    REQUIRE(link.url.rfind(prefix, 0) == 0);
+    const auto q = link.url.find("&signature=");
+    REQUIRE(q != std::string::npos);
+    const std::string path = "/downloads/" + id;
+    const std::string expires = link.url.substr(prefix.size(), q - prefix.size());
+    const std::string sig = link.url.substr(q + 11);
+    CHECK(f.signer.verify({"GET", path, expires, sig}, f.clock.now()));
+    CHECK_FALSE(f.signer.verify({"GET", path, expires, sig}, link.expires_at));
+}
+
+TEST_CASE("filters, delimiter, BOM and gzip reach the file", "[engine]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    SECTION("list ids, semicolon, BOM")
+    {
+        const std::string id = f.create(1, contacts_request({.list_ids = {10, 20, 10}},
+                                                            {.delimiter = ';', .bom = true}));
+        REQUIRE(f.events.wait_for(id, export_status::available));
+        const auto s = e.async_get_export(1, id, asio::use_future).get();
+        const std::string csv = test::read_file(f.file_of(s.job));
+        CHECK(csv.rfind("\xEF\xBB\xBFid;phoneNumber;", 0) == 0);
+        // Contacts 1 and 3 (list 10); list 20 is account 2's and adds nothing.
+        CHECK(s.job.row_count == 2);
+        CHECK(csv.find("\r\n1;") != std::string::npos);
+        CHECK(csv.find("\r\n3;") != std::string::npos);
+    }
+    SECTION("contact ids of another account export nothing")
+    {
+        const std::string id = f.create(1, contacts_request({.contact_ids = {5, 6, 2, 2}}));
+        REQUIRE(f.events.wait_for(id, export_status::available));
+        const auto s = e.async_get_export(1, id, asio::use_future).get();
+        CHECK(s.job.row_count == 1);
+        CHECK(test::read_file(f.file_of(s.job))
+              == std::string(contacts_header) + "2,+49151000002,,Anna,Li,2023-11-14T22:13:22Z,2023-11-14T22:15:02Z\r\n");
+    }
+    SECTION("gzip")
+    {
+        const std::string id = f.create(2, contacts_request({}, {.compression = compression_kind::gzip}));
+        REQUIRE(f.events.wait_for(id, export_status::available));
+        const auto s = e.async_get_export(2, id, asio::use_future).get();
+        CHECK(s.job.file_key.size() > 7);
+        CHECK(s.job.file_key.substr(s.job.file_key.size() - 7) == ".csv.gz");
+        const std::string out = f.dir.file("unzipped.csv");
+        REQUIRE(test::run("gunzip -c '" + f.file_of(s.job) + "' > '" + out + "'") == 0);
+        CHECK(test::read_file(out).rfind(contacts_header, 0) == 0);
+        const auto link = e.async_get_download_url(2, id, asio::use_future).get();
+        CHECK(link.content_type == "application/gzip");
+        CHECK(link.filename == "contacts-" + id + ".csv.gz");
+    }
+    SECTION("delivery reports by range, ordered by submittedAt then id")
+    {
+        for (std::int64_t i = 1; i <= 5; ++i)
+            f.source.add_delivery_report({.id = 10 - i, .account_id = 1, .campaign_id = 7,
+                                          .message_id = "m" + std::to_string(i),
+                                          .recipient = "+4915100000" + std::to_string(i),
+                                          .sender = i == 2 ? std::optional<std::string>("-Promo") : std::nullopt,
+                                          .status = "delivered",
+                                          .submitted_at = 1700000000 + (i % 3),
+                                          .status_at = 1700000500});
+        const std::string id = f.create(
+            1, reports_request({.start = timestamp{1700000000s}, .end = timestamp{1700000002s}}));
+        REQUIRE(f.events.wait_for(id, export_status::available));
+        const auto s = e.async_get_export(1, id, asio::use_future).get();
+        CHECK(test::read_file(f.file_of(s.job))
+              == "id,messageId,campaignId,recipient,sender,status,errorCode,parts,submittedAt,statusAt\r\n"
+                 "7,m3,7,+49151000003,,delivered,,1,2023-11-14T22:13:20Z,2023-11-14T22:21:40Z\r\n"
+                 "6,m4,7,+49151000004,,delivered,,1,2023-11-14T22:13:21Z,2023-11-14T22:21:40Z\r\n"
+                 "9,m1,7,+49151000001,,delivered,,1,2023-11-14T22:13:21Z,2023-11-14T22:21:40Z\r\n");
+    }
+}
+
+TEST_CASE("another account's export is not found, whatever the operation", "[engine][isolation]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK(error_of([&] { return e.async_get_export(2, id, asio::use_future); }) == errc::not_found);
+    CHECK(error_of([&] { return e.async_get_download_url(2, id, asio::use_future); }) == errc::not_found);
+    CHECK(error_of([&] { return e.async_regenerate_export(2, id, asio::use_future); }) == errc::not_found);
+    CHECK(error_of([&] { return e.async_get_export(1, "no-such-id", asio::use_future); }) == errc::not_found);
+    const auto list = e.async_list_exports(2, 0, 10, asio::use_future).get();
+    CHECK(list.total == 0);
+    CHECK(list.jobs.empty());
+}
+
+TEST_CASE("list pages newest first with totals, and rejects bad bounds", "[engine][list]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 7; ++i) {
+        ids.push_back(f.create(1, contacts_request()));
+        f.clock.advance(1ms);
+    }
+    const auto p0 = e.async_list_exports(1, 0, 3, asio::use_future).get();
+    const auto p2 = e.async_list_exports(1, 2, 3, asio::use_future).get();
+    const auto p9 = e.async_list_exports(1, 9, 3, asio::use_future).get();
+    CHECK(p0.total == 7);
+    REQUIRE(p0.jobs.size() == 3);
+    CHECK(p0.jobs[0].id == ids[6]);
+    CHECK(p0.jobs[2].id == ids[4]);
+    REQUIRE(p2.jobs.size() == 1);
+    CHECK(p2.jobs[0].id == ids[0]);
+    CHECK(p9.jobs.empty());
+    CHECK(p9.total == 7);
+    CHECK(error_of([&] { return e.async_list_exports(1, -1, 10, asio::use_future); }) == errc::invalid_request);
+    CHECK(error_of([&] { return e.async_list_exports(1, 0, 0, asio::use_future); }) == errc::invalid_request);
+    CHECK(error_of([&] { return e.async_list_exports(1, 0, 101, asio::use_future); }) == errc::invalid_request);
+    const auto huge = e.async_list_exports(1, std::numeric_limits<std::int64_t>::max(), 100, asio::use_future).get();
+    CHECK(huge.jobs.empty());
+    CHECK(huge.total == 7);
+}
+
+TEST_CASE("idempotency keys return the first answer and refuse a different request", "[engine][idempotency]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const auto first = e.async_create_export(1, contacts_request({.list_ids = {10}}), "key-1", asio::use_future).get();
+    REQUIRE(f.events.wait_for(first.job.id, export_status::available));
+    const auto again = e.async_create_export(1, contacts_request({.list_ids = {10}}), "key-1", asio::use_future).get();
+    CHECK(again.job.id == first.job.id);
+    CHECK(again.job.status == export_status::queued); // the first answer, not today's state
+    CHECK(again.job.created_at == first.job.created_at);
+    CHECK(e.async_list_exports(1, 0, 10, asio::use_future).get().total == 1); // nothing new queued
+
+    CHECK(error_of([&] {
+              return e.async_create_export(1, contacts_request({.list_ids = {11}}), "key-1", asio::use_future);
+          }) == errc::idempotency_key_reused);
+    // Scoped to the account: the same key elsewhere is a new request.
+    const auto other = e.async_create_export(2, contacts_request({.list_ids = {10}}), "key-1", asio::use_future).get();
+    CHECK(other.job.id != first.job.id);
+    // After 24 h the key is forgotten.
+    f.clock.advance(std::chrono::hours{24} + 1ms);
+    const auto later = e.async_create_export(1, contacts_request({.list_ids = {10}}), "key-1", asio::use_future).get();
+    CHECK(later.job.id != first.job.id);
+    CHECK(error_of([&] {
+              return e.async_create_export(1, contacts_request(), std::string(256, 'k'), asio::use_future);
+          }) == errc::invalid_request);
+}
+
+TEST_CASE("expiry is a function of time: 1 ms past expiresAt reads expired with no sweep", "[engine][expiry]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    const timestamp expires = *s.job.expires_at;
+    const std::string file = f.file_of(s.job);
+
+    f.clock.set(expires - 1ms);
+    auto before = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(before.job.is_available_for_download(before.as_of));
+    // The URL never outlives the file.
+    CHECK(e.async_get_download_url(1, id, asio::use_future).get().expires_at == expires);
+
+    f.clock.set(expires + 1ms);
+    auto after = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(after.job.status == export_status::available); // not yet swept...
+    CHECK(after.job.effective_status(after.as_of) == export_status::expired); // ...but reads expired
+    CHECK_FALSE(after.job.is_available_for_download(after.as_of));
+    auto listed = e.async_list_exports(1, 0, 10, asio::use_future).get();
+    CHECK(listed.jobs.at(0).effective_status(listed.as_of) == export_status::expired);
+    CHECK(error_of([&] { return e.async_get_download_url(1, id, asio::use_future); }) == errc::export_expired);
+    CHECK(std::filesystem::exists(file));
+
+    // The sweep records it and deletes the file.
+    e.async_sweep(asio::use_future).get();
+    REQUIRE(f.events.wait_for(id, export_status::expired));
+    CHECK(e.async_get_export(1, id, asio::use_future).get().job.status == export_status::expired);
+    CHECK_FALSE(std::filesystem::exists(file));
+}
+
+TEST_CASE("regenerate: only expired or failed exports, same id, same filters", "[engine][regenerate]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request({.list_ids = {10}}));
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK(error_of([&] { return e.async_regenerate_export(1, id, asio::use_future); }) == errc::export_not_expired);
+
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    f.clock.set(*s.job.expires_at); // expiry instant itself: expired
+    const auto r = e.async_regenerate_export(1, id, asio::use_future).get();
+    CHECK(r.job.id == id);
+    CHECK(r.job.status == export_status::queued);
+    CHECK(r.job.request == s.job.request);
+    CHECK_FALSE(r.job.is_available_for_download(r.as_of));
+    // Runs again to a new file; the old one is deleted by the sweep.
+    REQUIRE(f.events.wait_for(id, export_status::available, 2));
+    e.async_sweep(asio::use_future).get();
+    const auto again = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(again.job.status == export_status::available);
+    CHECK(again.job.row_count == 2);
+    CHECK(again.job.file_key != s.job.file_key);
+    CHECK(std::filesystem::exists(f.file_of(again.job)));
+    CHECK_FALSE(std::filesystem::exists(f.file_of(s.job)));
+
+    SECTION("queued and processing cannot be regenerated")
+    {
+        f.source.close_gate();
+        const std::string busy = f.create(1, contacts_request());
+        REQUIRE(f.events.wait_for(busy, export_status::processing));
+        const std::string waiting = f.create(1, contacts_request());
+        const std::string waiting2 = f.create(1, contacts_request());
+        CHECK(error_of([&] { return e.async_regenerate_export(1, busy, asio::use_future); }) == errc::export_not_expired);
+        CHECK(error_of([&] { return e.async_regenerate_export(1, waiting2, asio::use_future); }) == errc::export_not_expired);
+        CHECK(error_of([&] { return e.async_get_download_url(1, busy, asio::use_future); }) == errc::export_not_ready);
+        CHECK(error_of([&] { return e.async_get_download_url(1, waiting2, asio::use_future); }) == errc::export_not_ready);
+        f.source.open_gate();
+        REQUIRE(f.events.wait_for(waiting2, export_status::available));
+        (void)waiting;
+    }
+}
+
+TEST_CASE("a source error that retrying cannot fix fails the job at once, without internals", "[engine][faults]")
+{
+    test::engine_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_schema,
+                                           .detail = "no such table: contacts (SELECT ...)",
+                                           .on_open = true});
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    REQUIRE(s.job.error);
+    CHECK(s.job.error->code == "DATA_SOURCE_ERROR");
+    CHECK(s.job.error->message.find("SELECT") == std::string::npos);
+    CHECK(s.job.error->message.find("table") == std::string::npos);
+    CHECK(f.source.opens() == 1); // not retried
+    CHECK(f.logs.all().find("no such table") != std::string::npos); // the detail is logged
+    CHECK(error_of([&] { return e.async_get_download_url(1, id, asio::use_future); }) == errc::export_failed);
+    // Failed can be regenerated; with the fault gone it succeeds.
+    f.source.set_fault(std::nullopt);
+    e.async_regenerate_export(1, id, asio::use_future).get();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+}
+
+TEST_CASE("a transient source error is retried with backoff, then succeeds or fails", "[engine][faults]")
+{
+    test::engine_fixture f;
+    SECTION("busy twice, then fine")
+    {
+        f.source.set_fault(adapters::memory_source_fault{.code = errc::source_busy, .after_rows = 2, .times = 2});
+        engine& e = f.start();
+        const std::string id = f.create(1, contacts_request());
+        REQUIRE(f.events.wait_for(id, export_status::available));
+        CHECK(f.source.opens() == 3);
+        const auto s = e.async_get_export(1, id, asio::use_future).get();
+        CHECK(s.job.row_count == 4);
+        CHECK(s.job.attempt == 1); // retries within an attempt are not attempts
+        CHECK(test::read_file(f.file_of(s.job)).size() == static_cast<std::size_t>(*s.job.file_size));
+    }
+    SECTION("busy for good: failed once the retry budget is spent")
+    {
+        f.source.set_fault(adapters::memory_source_fault{.code = errc::source_busy});
+        engine& e = f.start();
+        const std::string id = f.create(1, contacts_request());
+        REQUIRE(f.events.wait_for(id, export_status::failed));
+        CHECK(f.source.opens() > 2);
+        const auto s = e.async_get_export(1, id, asio::use_future).get();
+        CHECK(s.job.error->code == "DATA_SOURCE_UNAVAILABLE");
+    }
+    // No temporary file is left behind by the failed attempts.
+    for (const auto& entry : std::filesystem::directory_iterator(f.dir.file("files")))
+        CHECK(entry.path().filename().string().rfind(".tmp", 0) != 0);
+}
+
+TEST_CASE("a sink failing mid-write fails the job, publishes nothing, leaves no temp file", "[engine][faults]")
+{
+    // A storage sink whose writers fail after N bytes with a given errno.
+    struct failing_storage final : storage_sink {
+        adapters::filesystem_sink& real;
+        int err;
+        explicit failing_storage(adapters::filesystem_sink& r, int e) : real(r), err(e) {}
+        struct writer final : sink_writer {
+            std::unique_ptr<sink_writer> inner;
+            int err;
+            std::size_t left = 100;
+            std::size_t write(const char* d, std::size_t n, boost::system::error_code& ec) override
+            {
+                const std::size_t k = std::min(n, left);
+                const std::size_t done = inner->write(d, k, ec);
+                left -= done;
+                if (!ec && k < n)
+                    ec.assign(err, boost::system::system_category());
+                return done;
+            }
+            published_file publish(boost::system::error_code& ec) override { return inner->publish(ec); }
+        };
+        std::unique_ptr<sink_writer> create(std::string_view key, boost::system::error_code& ec) override
+        {
+            auto w = std::make_unique<writer>();
+            w->inner = real.create(key, ec);
+            w->err = err;
+            return w;
+        }
+        void remove(std::string_view key, boost::system::error_code& ec) override { real.remove(key, ec); }
+        std::size_t remove_stale_temporaries(std::chrono::seconds age, boost::system::error_code& ec) override
+        {
+            return real.remove_stale_temporaries(age, ec);
+        }
+    };
+    test::engine_fixture f;
+    const int err = GENERATE(EACCES, ENOSPC); // permanent, then transient (retried, then failed)
+    failing_storage storage(f.sink, err);
+    auto o = f.default_options();
+    o.csv_buffer_size = 4096;
+    auto e = std::make_unique<engine>(f.host.get_executor(), f.store, f.source, storage, f.signer, f.clock, o,
+                                      engine_hooks{.on_state_change = [&](const export_job& j) { f.events.record(j); },
+                                                   .log = [&](log_level, std::string_view l) { f.logs.add(l); }});
+    e->start();
+    const std::string id = f.create(1, contacts_request(), std::nullopt, e.get());
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+    const auto s = e->async_get_export(1, id, asio::use_future).get();
+    CHECK(s.job.error->code == "STORAGE_ERROR");
+    CHECK(s.job.file_key.empty());
+    CHECK(std::filesystem::is_empty(f.dir.file("files"))); // nothing published, no temp file
+    e->async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("graceful stop puts a running job back to queued without using an attempt", "[engine][stop]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    REQUIRE(f.source.wait_for_batches(1, 10s));
+    auto stopped = e.async_stop(20ms, asio::use_future);
+    REQUIRE(f.logs.wait_for("cancelled 1 running jobs"));
+    f.source.open_gate();
+    stopped.get();
+    boost::system::error_code ec;
+    auto s = f.store.find(id, ec);
+    REQUIRE(s);
+    CHECK(s->status == export_status::queued);
+    CHECK(s->attempt == 0);
+    CHECK(s->lease.owner.empty());
+    CHECK(f.events.statuses_of(id).back() == export_status::queued);
+    CHECK(std::filesystem::is_empty(f.dir.file("files")));
+    CHECK(error_of([&] { return e.async_create_export(1, contacts_request(), std::nullopt, asio::use_future); })
+          == errc::shutting_down);
+}
+
+TEST_CASE("a crashed engine's job is picked up by another engine after its lease", "[engine][crash]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    auto crashed = f.make_engine(o);
+    crashed->start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request(), std::nullopt, crashed.get());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    REQUIRE(f.source.wait_for_batches(1, 10s));
+    // Destroy the engine mid-job (on another thread: it waits for the
+    // pipeline, which waits at the gate until the engine has let go).
+    auto gone = std::async(std::launch::async, [&] { crashed.reset(); });
+    REQUIRE(f.logs.wait_for("abandoning 1 jobs"));
+    f.source.open_gate();
+    gone.get();
+
+    boost::system::error_code ec;
+    auto s = f.store.find(id, ec);
+    REQUIRE(s);
+    CHECK(s->status == export_status::processing); // the lease still holds it
+    CHECK(s->attempt == 1);
+
+    o.owner = "engine-b";
+    engine& b = f.start(o);
+    b.async_sweep(asio::use_future).get();
+    CHECK(f.store.find(id, ec)->status == export_status::processing); // lease not run out yet
+    f.clock.advance(o.lease_duration + 1ms);
+    b.async_sweep(asio::use_future).get();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    s = f.store.find(id, ec);
+    CHECK(s->attempt == 2); // the crash used one attempt
+    CHECK(s->row_count == 4);
+    CHECK(std::filesystem::exists(f.file_of(*s)));
+    // No temporary file from the crashed attempt is left.
+    for (const auto& entry : std::filesystem::directory_iterator(f.dir.file("files")))
+        CHECK(entry.path().filename().string().rfind(".tmp", 0) != 0);
+}
+
+TEST_CASE("a job that keeps losing its lease fails after max_attempts", "[engine][crash]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    o.max_attempts = 2;
+    boost::system::error_code ec;
+    // Two crashed claims, made directly on the store as a dying worker would.
+    const std::string id = "job-lost-twice";
+    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
+                   std::nullopt, ec);
+    for (int i = 0; i < 2; ++i) {
+        REQUIRE(f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec));
+        f.clock.advance(2s);
+        f.store.requeue_expired_leases(f.clock.now(), o.max_attempts, {"X", "x"}, ec);
+    }
+    auto s = f.store.find(id, ec);
+    REQUIRE(s);
+    CHECK(s->status == export_status::failed);
+    CHECK(s->attempt == 2);
+    engine& e = f.start(o);
+    const auto view = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(view.job.status == export_status::failed);
+}
+
+TEST_CASE("a stale worker's late result is refused and its file removed", "[engine][crash]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    o.heartbeat_interval = std::chrono::hours{1}; // A will not notice it lost the lease
+    auto a = f.make_engine(o);
+    a->start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request(), std::nullopt, a.get());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    REQUIRE(f.source.wait_for_batches(1, 10s));
+
+    // A's lease runs out; B requeues and runs the job to completion.
+    f.clock.advance(o.lease_duration + 1ms);
+    o.owner = "engine-b";
+    auto b = f.make_engine(o);
+    b->start();
+    b->async_sweep(asio::use_future).get();
+    f.source.open_gate(); // both A's and B's pipelines run now
+    REQUIRE(f.logs.wait_for("lease lost before its result was recorded"));
+    REQUIRE(f.events.wait_for(id, export_status::available));
+
+    boost::system::error_code ec;
+    const auto s = f.store.find(id, ec);
+    REQUIRE(s);
+    CHECK(s->lease.token == 0); // completed: lease cleared
+    CHECK(s->attempt == 2);
+    // Only B's file exists (A's published file was removed again).
+    std::size_t files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(f.dir.file("files"))) {
+        ++files;
+        CHECK(entry.path().filename().string() == s->file_key);
+    }
+    CHECK(files == 1);
+    a->async_stop(1s, asio::use_future).get();
+    b->async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("one account's long queue does not starve another account's job", "[engine][fairness]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    o.max_concurrent_jobs = 1;
+    f.source.close_gate();
+    engine& e = f.start(o);
+    std::vector<std::string> a;
+    a.push_back(f.create(1, contacts_request()));
+    REQUIRE(f.events.wait_for(a[0], export_status::processing));
+    for (int i = 0; i < 9; ++i) {
+        f.clock.advance(1ms);
+        a.push_back(f.create(1, contacts_request()));
+    }
+    f.clock.advance(1ms);
+    const std::string b = f.create(2, contacts_request());
+    f.source.open_gate();
+    REQUIRE(f.events.wait_for(b, export_status::available));
+    const auto order = f.events.claim_order();
+    REQUIRE(order.size() >= 2);
+    CHECK(order[0] == a[0]);
+    CHECK(order[1] == b); // waited for one job's slot, not ten
+    for (const auto& id : a)
+        REQUIRE(f.events.wait_for(id, export_status::available));
+    (void)e;
+}
+
+TEST_CASE("per-account limit holds even with free slots", "[engine][fairness]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    o.max_concurrent_jobs = 4;
+    o.max_jobs_per_account = 2;
+    f.source.close_gate();
+    engine& e = f.start(o);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 4; ++i)
+        ids.push_back(f.create(1, contacts_request()));
+    REQUIRE(f.source.wait_for_batches(2, 10s));
+    const auto list = e.async_list_exports(1, 0, 10, asio::use_future).get();
+    int processing = 0;
+    for (const auto& j : list.jobs)
+        processing += j.status == export_status::processing;
+    CHECK(processing == 2);
+    CHECK(e.running_jobs() == 2);
+    f.source.open_gate();
+    for (const auto& id : ids)
+        REQUIRE(f.events.wait_for(id, export_status::available));
+}
+
+TEST_CASE("operations complete through callbacks, futures and coroutines", "[engine][tokens]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::available));
+
+    std::promise<std::int64_t> from_callback;
+    e.async_list_exports(1, 0, 10, [&](boost::system::error_code ec, export_list l) {
+        from_callback.set_value(ec ? -1 : l.total);
+    });
+    CHECK(from_callback.get_future().get() == 1);
+
+    auto from_coroutine = asio::co_spawn(
+        f.host,
+        [&]() -> asio::awaitable<std::string> {
+            auto link = co_await e.async_get_download_url(1, id, asio::use_awaitable);
+            auto again = co_await e.async_get_export(1, id, asio::use_awaitable);
+            co_return link.filename + "|" + std::string(to_string(again.job.status));
+        },
+        asio::use_future);
+    CHECK(from_coroutine.get() == "contacts-" + id + ".csv|available");
+}
+
+TEST_CASE("store state survives the engine: a new engine on the same files sees every export", "[engine]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    e.async_stop(1s, asio::use_future).get();
+    f.eng.reset();
+    adapters::sqlite_job_store reopened(f.dir.file("jobs.db"));
+    boost::system::error_code ec;
+    const auto s = reopened.get(1, id, ec);
+    REQUIRE(s);
+    CHECK(s->status == export_status::available);
+    CHECK(s->row_count == 4);
+}
