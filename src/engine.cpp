@@ -486,6 +486,8 @@ struct engine::impl {
                 return std::pair{e, r};
             };
             const auto [ec, ok] = co_await on(io_pool, beat);
+            if (*done)
+                break; // finished meanwhile: a refused renewal means nothing now
             if (ec) {
                 // The store may be briefly unavailable; the lease has slack.
                 log(log_level::warning, "heartbeat for job " + id + " failed: " + ec.message());

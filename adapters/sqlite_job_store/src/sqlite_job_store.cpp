@@ -57,7 +57,7 @@ CREATE TABLE jobs (
     CHECK (status <> 'available' OR expires_at IS NOT NULL)
 );
 CREATE INDEX jobs_by_account ON jobs (account_id, created_at DESC, id DESC);
-CREATE INDEX jobs_by_status_created ON jobs (status, created_at);
+CREATE INDEX jobs_by_status_account ON jobs (status, account_id, created_at, id);
 CREATE INDEX jobs_by_status_expires ON jobs (status, expires_at);
 CREATE INDEX jobs_by_status_lease ON jobs (status, lease_expires_at);
 CREATE INDEX jobs_with_file ON jobs (status) WHERE file_key <> '';
@@ -301,16 +301,30 @@ const char* const count_account = "SELECT COUNT(*) FROM jobs WHERE account_id = 
 const char* const page_account = "SELECT " EE_JOB_COLUMNS " FROM jobs WHERE account_id = ?1 "
                                  "ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3";
 
-// The queued job of the account with the fewest processing jobs (below the
-// limit); among those, the account served least recently (so a long queue of
-// one account takes turns with everyone else's), then the oldest job.
-const char* const pick_claimable =
-    "SELECT j.id, j.account_id FROM jobs AS j "
-    "LEFT JOIN (SELECT account_id, COUNT(*) AS n FROM jobs WHERE status = 'processing' "
-    "           GROUP BY account_id) AS p ON p.account_id = j.account_id "
-    "LEFT JOIN account_turns AS t ON t.account_id = j.account_id "
-    "WHERE j.status = 'queued' AND IFNULL(p.n, 0) < ?1 "
-    "ORDER BY IFNULL(p.n, 0), IFNULL(t.last_claim, 0), j.created_at, j.id LIMIT 1";
+// Claiming picks the account first, then its oldest queued job, so a claim
+// costs O(accounts with queued jobs × log n), never a sort of the whole
+// queue. The accounts are enumerated with a skip-scan over
+// jobs_by_status_account (a recursive CTE: SQLite has no loose index scan).
+// Among accounts below the per-account limit (?1): the fewest processing
+// jobs, then the one served least recently (so a long queue of one account
+// takes turns with everyone else's), then the oldest head job.
+const char* const pick_account =
+    "WITH RECURSIVE accounts(a) AS ("
+    "  SELECT (SELECT MIN(account_id) FROM jobs WHERE status = 'queued')"
+    "  UNION ALL"
+    "  SELECT (SELECT MIN(account_id) FROM jobs WHERE status = 'queued' AND account_id > a)"
+    "  FROM accounts WHERE a IS NOT NULL) "
+    "SELECT a FROM ("
+    "  SELECT a,"
+    "    (SELECT COUNT(*) FROM jobs WHERE status = 'processing' AND account_id = a) AS running,"
+    "    IFNULL((SELECT last_claim FROM account_turns WHERE account_id = a), 0) AS turn,"
+    "    (SELECT created_at FROM jobs WHERE status = 'queued' AND account_id = a"
+    "     ORDER BY created_at, id LIMIT 1) AS head"
+    "  FROM accounts WHERE a IS NOT NULL) "
+    "WHERE running < ?1 ORDER BY running, turn, head, a LIMIT 1";
+const char* const pick_job =
+    "SELECT id FROM jobs WHERE status = 'queued' AND account_id = ?1 "
+    "ORDER BY created_at, id LIMIT 1";
 const char* const take_turn =
     "INSERT INTO account_turns (account_id, last_claim) "
     "VALUES (?1, (SELECT IFNULL(MAX(last_claim), 0) + 1 FROM account_turns)) "
@@ -624,15 +638,21 @@ std::optional<export_job> sqlite_job_store::claim(const std::string& owner, time
 {
     return impl_->run(ec, [&]() -> std::optional<export_job> {
         impl::write_transaction tx(*impl_);
-        std::string id;
         std::int64_t account = 0;
         {
-            auto s = impl_->use(sql::pick_claimable);
+            auto s = impl_->use(sql::pick_account);
             bind_all(*s, std::int64_t{per_account_limit});
             if (!s->executeStep())
                 return std::nullopt; // rolls back: nothing was written
+            account = s->getColumn(0).getInt64();
+        }
+        std::string id;
+        {
+            auto s = impl_->use(sql::pick_job);
+            bind_all(*s, account);
+            if (!s->executeStep())
+                corrupt("the claimed account has no queued job");
             id = s->getColumn(0).getString();
-            account = s->getColumn(1).getInt64();
         }
         impl_->execute(sql::take_turn, account);
         require_legal(export_status::queued, export_status::processing);
