@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <future>
+#include <map>
 #include <set>
 
 using namespace exportengine;
@@ -642,4 +643,77 @@ TEST_CASE("store state survives the engine: a new engine on the same files sees 
     REQUIRE(s);
     CHECK(s->status == export_status::available);
     CHECK(s->row_count == 4);
+}
+
+TEST_CASE("every state answers every operation as SPEC §3 says", "[engine][states]")
+{
+    test::engine_fixture f;
+    // Not started: nothing claims behind the test's back; the operations
+    // still answer.
+    f.eng = f.make_engine(f.default_options());
+    engine& e = *f.eng;
+    boost::system::error_code ec;
+    const timestamp now = f.clock.now();
+    const auto make = [&](const std::string& id) {
+        f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = now},
+                       std::nullopt, ec);
+        REQUIRE_FALSE(ec);
+    };
+    const auto publish = [&](const export_job& j, timestamp expires) {
+        REQUIRE(f.store.complete(j.id, j.lease,
+                                 {.row_count = 1, .file_size = 10, .checksum = std::string(64, '0'),
+                                  .file_key = j.id + ".csv", .completed_at = now, .expires_at = expires},
+                                 now, ec));
+    };
+    make("queued");
+    make("processing");
+    make("available");
+    make("lapsed"); // available, its expiry passed, not swept yet
+    make("expired");
+    make("failed");
+    // Claim all six (equal age: by id), then drive each to its state.
+    std::map<std::string, export_job> claimed;
+    for (int i = 0; i < 6; ++i) {
+        auto j = f.store.claim("test", now, now + 1h, 100, ec);
+        if (!j)
+            break;
+        claimed[j->id] = *j;
+    }
+    REQUIRE(claimed.size() == 6);
+    REQUIRE(f.store.release("queued", claimed.at("queued").lease, now, ec));
+    publish(claimed.at("available"), now + 1h);
+    publish(claimed.at("lapsed"), now + 1ms);
+    publish(claimed.at("expired"), now + 1ms);
+    REQUIRE(f.store.fail("failed", claimed.at("failed").lease, {"X", "x"}, now, ec));
+    f.clock.advance(2ms);
+    REQUIRE(f.store.expire_due(f.clock.now(), 1, ec).size() == 1); // the first due: "expired"
+    REQUIRE(f.store.find("expired", ec)->status == export_status::expired);
+    REQUIRE(f.store.find("lapsed", ec)->status == export_status::available);
+
+    struct row {
+        const char* id;
+        export_status shown;
+        boost::system::error_code download;
+        boost::system::error_code regenerate;
+    };
+    const row table[] = {
+        {"queued", export_status::queued, errc::export_not_ready, errc::export_not_expired},
+        {"processing", export_status::processing, errc::export_not_ready, errc::export_not_expired},
+        {"available", export_status::available, {}, errc::export_not_expired},
+        {"lapsed", export_status::expired, errc::export_expired, {}},
+        {"expired", export_status::expired, errc::export_expired, {}},
+        {"failed", export_status::failed, errc::export_failed, {}},
+    };
+    for (const row& r : table) {
+        INFO(r.id);
+        const auto s = e.async_get_export(1, r.id, asio::use_future).get();
+        CHECK(s.job.effective_status(s.as_of) == r.shown);
+        CHECK(s.job.is_available_for_download(s.as_of) == (r.shown == export_status::available));
+        CHECK(error_of([&] { return e.async_get_download_url(1, r.id, asio::use_future); }) == r.download);
+        CHECK(error_of([&] { return e.async_get_download_url(2, r.id, asio::use_future); }) == errc::not_found);
+        CHECK(error_of([&] { return e.async_regenerate_export(2, r.id, asio::use_future); }) == errc::not_found);
+        CHECK(error_of([&] { return e.async_regenerate_export(1, r.id, asio::use_future); }) == r.regenerate);
+        if (!r.regenerate)
+            CHECK(f.store.find(r.id, ec)->status == export_status::queued);
+    }
 }
