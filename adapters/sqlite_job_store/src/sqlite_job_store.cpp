@@ -73,12 +73,44 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_at);
 CREATE INDEX idempotency_keys_by_job ON idempotency_keys (job_id);
 
--- Whose turn it is: every claim stamps its account with the next number, so
--- the account served least recently goes first among equals.
-CREATE TABLE account_turns (
+-- Per account: jobs queued and running, and whose turn it is. Kept exact by
+-- the triggers below on every insert, status change and delete of a job, so
+-- a claim reads one row from an index instead of counting jobs. last_claim:
+-- every claim stamps its account with the next number (served least recently
+-- first); an account never served is stamped below every served one, in the
+-- order accounts first queued something.
+CREATE TABLE account_queue (
     account_id INTEGER NOT NULL PRIMARY KEY,
+    queued     INTEGER NOT NULL,
+    running    INTEGER NOT NULL,
     last_claim INTEGER NOT NULL
 );
+CREATE INDEX account_queue_ready ON account_queue (running, last_claim, account_id)
+    WHERE queued > 0;
+CREATE INDEX account_queue_turns ON account_queue (last_claim);
+
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO account_queue (account_id, queued, running, last_claim)
+    VALUES (NEW.account_id, NEW.status = 'queued', NEW.status = 'processing',
+            IFNULL((SELECT MAX(last_claim) FROM account_queue WHERE last_claim < 0),
+                   -1000000000000000) + 1)
+    ON CONFLICT (account_id) DO UPDATE SET
+        queued = queued + (NEW.status = 'queued'),
+        running = running + (NEW.status = 'processing');
+END;
+CREATE TRIGGER jobs_count_status AFTER UPDATE OF status ON jobs
+WHEN OLD.status <> NEW.status BEGIN
+    UPDATE account_queue SET
+        queued = queued - (OLD.status = 'queued') + (NEW.status = 'queued'),
+        running = running - (OLD.status = 'processing') + (NEW.status = 'processing')
+    WHERE account_id = NEW.account_id;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE account_queue SET
+        queued = queued - (OLD.status = 'queued'),
+        running = running - (OLD.status = 'processing')
+    WHERE account_id = OLD.account_id;
+END;
 
 -- Files a regeneration (or a completion under a new key) superseded. No
 -- cascade: deleting a job that still has one is an error, never a leak.
@@ -301,34 +333,20 @@ const char* const count_account = "SELECT COUNT(*) FROM jobs WHERE account_id = 
 const char* const page_account = "SELECT " EE_JOB_COLUMNS " FROM jobs WHERE account_id = ?1 "
                                  "ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3";
 
-// Claiming picks the account first, then its oldest queued job, so a claim
-// costs O(accounts with queued jobs × log n), never a sort of the whole
-// queue. The accounts are enumerated with a skip-scan over
-// jobs_by_status_account (a recursive CTE: SQLite has no loose index scan).
-// Among accounts below the per-account limit (?1): the fewest processing
-// jobs, then the one served least recently (so a long queue of one account
-// takes turns with everyone else's), then the oldest head job.
+// Claiming picks the account first, then its oldest queued job: two index
+// seeks, whatever the length of the queue. Among accounts with queued jobs
+// and fewer than ?1 running: the fewest running, then the one served least
+// recently (so a long queue of one account takes turns with everyone
+// else's). account_queue's counts are kept by triggers (see the schema).
 const char* const pick_account =
-    "WITH RECURSIVE accounts(a) AS ("
-    "  SELECT (SELECT MIN(account_id) FROM jobs WHERE status = 'queued')"
-    "  UNION ALL"
-    "  SELECT (SELECT MIN(account_id) FROM jobs WHERE status = 'queued' AND account_id > a)"
-    "  FROM accounts WHERE a IS NOT NULL) "
-    "SELECT a FROM ("
-    "  SELECT a,"
-    "    (SELECT COUNT(*) FROM jobs WHERE status = 'processing' AND account_id = a) AS running,"
-    "    IFNULL((SELECT last_claim FROM account_turns WHERE account_id = a), 0) AS turn,"
-    "    (SELECT created_at FROM jobs WHERE status = 'queued' AND account_id = a"
-    "     ORDER BY created_at, id LIMIT 1) AS head"
-    "  FROM accounts WHERE a IS NOT NULL) "
-    "WHERE running < ?1 ORDER BY running, turn, head, a LIMIT 1";
+    "SELECT account_id FROM account_queue INDEXED BY account_queue_ready "
+    "WHERE queued > 0 AND running < ?1 ORDER BY running, last_claim, account_id LIMIT 1";
 const char* const pick_job =
     "SELECT id FROM jobs WHERE status = 'queued' AND account_id = ?1 "
     "ORDER BY created_at, id LIMIT 1";
 const char* const take_turn =
-    "INSERT INTO account_turns (account_id, last_claim) "
-    "VALUES (?1, (SELECT IFNULL(MAX(last_claim), 0) + 1 FROM account_turns)) "
-    "ON CONFLICT (account_id) DO UPDATE SET last_claim = excluded.last_claim";
+    "UPDATE account_queue SET last_claim = MAX(1, (SELECT MAX(last_claim) FROM account_queue) + 1) "
+    "WHERE account_id = ?1";
 const char* const claim_job =
     "UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = ?2, "
     "lease_token = lease_token + 1, lease_expires_at = ?3, updated_at = ?4, row_count = 0, "
