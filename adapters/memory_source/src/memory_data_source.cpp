@@ -8,17 +8,19 @@ namespace exportengine::adapters {
 
 class memory_data_source::cursor final : public row_cursor {
 public:
-    cursor(memory_data_source& src, export_type type, std::vector<memory_contact> contacts,
-           std::vector<memory_delivery_report> reports, std::optional<memory_source_fault> fault)
+    cursor(memory_data_source& src, export_type type,
+           std::shared_ptr<const std::vector<memory_contact>> contacts,
+           std::shared_ptr<const std::vector<memory_delivery_report>> reports,
+           std::vector<std::uint32_t> rows, std::optional<memory_source_fault> fault)
         : src_(src), type_(type), contacts_(std::move(contacts)), reports_(std::move(reports)),
-          fault_(std::move(fault))
+          rows_(std::move(rows)), fault_(std::move(fault))
     {
     }
 
     std::size_t next_batch(csv_writer& out, std::size_t max_rows, source_error& err) override
     {
         src_.pass_gate();
-        const std::size_t total = type_ == export_type::contacts ? contacts_.size() : reports_.size();
+        const std::size_t total = rows_.size();
         std::size_t n = 0;
         while (n < max_rows && pos_ < total) {
             if (fault_ && !fault_->on_open && pos_ == fault_->after_rows) {
@@ -26,9 +28,9 @@ public:
                 return n;
             }
             if (type_ == export_type::contacts)
-                write(out, contacts_[pos_]);
+                write(out, (*contacts_)[rows_[pos_]]);
             else
-                write(out, reports_[pos_]);
+                write(out, (*reports_)[rows_[pos_]]);
             ++pos_;
             ++n;
         }
@@ -39,8 +41,7 @@ public:
 
     std::optional<std::int64_t> estimated_rows() const override
     {
-        return static_cast<std::int64_t>(type_ == export_type::contacts ? contacts_.size()
-                                                                        : reports_.size());
+        return static_cast<std::int64_t>(rows_.size());
     }
 
 private:
@@ -82,8 +83,11 @@ private:
 
     memory_data_source& src_;
     export_type type_;
-    std::vector<memory_contact> contacts_;
-    std::vector<memory_delivery_report> reports_;
+    // The snapshot the cursor opened on (never modified: writers copy on
+    // write) and the indexes of its rows, in output order.
+    std::shared_ptr<const std::vector<memory_contact>> contacts_;
+    std::shared_ptr<const std::vector<memory_delivery_report>> reports_;
+    std::vector<std::uint32_t> rows_;
     std::optional<memory_source_fault> fault_;
     std::size_t pos_ = 0;
 };
@@ -91,7 +95,9 @@ private:
 void memory_data_source::add_contact(memory_contact c)
 {
     std::lock_guard lk(mu_);
-    contacts_.push_back(std::move(c));
+    if (contacts_.use_count() > 1) // a cursor reads the current snapshot: copy on write
+        contacts_ = std::make_shared<std::vector<memory_contact>>(*contacts_);
+    contacts_->push_back(std::move(c));
 }
 
 void memory_data_source::add_list_member(std::int64_t list_id, std::int64_t list_account_id,
@@ -104,7 +110,9 @@ void memory_data_source::add_list_member(std::int64_t list_id, std::int64_t list
 void memory_data_source::add_delivery_report(memory_delivery_report r)
 {
     std::lock_guard lk(mu_);
-    reports_.push_back(std::move(r));
+    if (reports_.use_count() > 1)
+        reports_ = std::make_shared<std::vector<memory_delivery_report>>(*reports_);
+    reports_->push_back(std::move(r));
 }
 
 void memory_data_source::set_fault(std::optional<memory_source_fault> f)
@@ -174,8 +182,7 @@ std::unique_ptr<row_cursor> memory_data_source::open(const export_job& job, sour
         }
     }
     const std::int64_t account = job.account_id;
-    std::vector<memory_contact> contacts;
-    std::vector<memory_delivery_report> reports;
+    std::vector<std::uint32_t> rows;
     if (const auto* f = std::get_if<contacts_filter>(&job.request.filter)) {
         std::set<std::int64_t> wanted;
         const bool by_list = !f->list_ids.empty();
@@ -188,13 +195,16 @@ std::unique_ptr<row_cursor> memory_data_source::open(const export_job& job, sour
         } else if (by_id) {
             wanted.insert(f->contact_ids.begin(), f->contact_ids.end());
         }
-        for (const memory_contact& c : contacts_)
-            if (c.account_id == account && (!(by_list || by_id) || wanted.count(c.id)))
-                contacts.push_back(c);
-        std::sort(contacts.begin(), contacts.end(),
-                  [](const auto& a, const auto& b) { return a.id < b.id; });
+        const auto& all = *contacts_;
+        for (std::uint32_t i = 0; i < all.size(); ++i)
+            if (all[i].account_id == account && (!(by_list || by_id) || wanted.count(all[i].id)))
+                rows.push_back(i);
+        std::stable_sort(rows.begin(), rows.end(),
+                         [&](std::uint32_t a, std::uint32_t b) { return all[a].id < all[b].id; });
     } else if (const auto* d = std::get_if<delivery_reports_filter>(&job.request.filter)) {
-        for (const memory_delivery_report& r : reports_) {
+        const auto& all = *reports_;
+        for (std::uint32_t i = 0; i < all.size(); ++i) {
+            const memory_delivery_report& r = all[i];
             if (r.account_id != account)
                 continue;
             if (d->campaign_id && r.campaign_id != d->campaign_id)
@@ -204,13 +214,14 @@ std::unique_ptr<row_cursor> memory_data_source::open(const export_job& job, sour
                 continue;
             if (d->end && r.submitted_at * 1000 >= d->end->time_since_epoch().count())
                 continue;
-            reports.push_back(r);
+            rows.push_back(i);
         }
-        std::sort(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
-            return a.submitted_at != b.submitted_at ? a.submitted_at < b.submitted_at : a.id < b.id;
+        std::stable_sort(rows.begin(), rows.end(), [&](std::uint32_t a, std::uint32_t b) {
+            return all[a].submitted_at != all[b].submitted_at ? all[a].submitted_at < all[b].submitted_at
+                                                              : all[a].id < all[b].id;
         });
     }
-    return std::make_unique<cursor>(*this, job.request.type, std::move(contacts), std::move(reports),
+    return std::make_unique<cursor>(*this, job.request.type, contacts_, reports_, std::move(rows),
                                     std::move(fault));
 }
 

@@ -3,7 +3,8 @@
 // For tests and demos: contacts, list memberships and delivery reports in
 // vectors, filtered and ordered exactly like the SQLite source (SPEC §4, §7):
 // contacts by id, delivery reports by submitted_at then id. A cursor copies
-// the matching rows when it opens, so it reads one consistent snapshot.
+// the indexes of the matching rows when it opens and shares the rows
+// themselves copy-on-write, so it reads one consistent snapshot cheaply.
 //
 // It can also misbehave on purpose: fail on open or after N rows with any
 // error code (fault injection), and hold every batch at a gate until the test
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -93,12 +95,14 @@ private:
 
     mutable std::mutex mu_;
     mutable std::condition_variable cv_;
-    std::vector<memory_contact> contacts_{};
+    std::shared_ptr<std::vector<memory_contact>> contacts_ =
+        std::make_shared<std::vector<memory_contact>>();
     struct member {
         std::int64_t list_id, list_account_id, contact_id;
     };
     std::vector<member> members_{};
-    std::vector<memory_delivery_report> reports_{};
+    std::shared_ptr<std::vector<memory_delivery_report>> reports_ =
+        std::make_shared<std::vector<memory_delivery_report>>();
     std::optional<memory_source_fault> fault_{};
     bool gate_open_ = true;
     std::size_t batches_ = 0;
