@@ -7,7 +7,8 @@
 //             CSV writer alone formatting the same rows to a file: rows/s
 //
 // usage: bench_engine [--jobs 10000] [--list-jobs 100000] [--rows 1000000]
-//                     [--dir DIR] [--only jobs|list|pipeline]
+//                     [--dir DIR] [--only jobs|list|pipeline] [--concurrency N]
+//                     [--files-dir DIR]   (export files elsewhere than --dir, e.g. tmpfs)
 // Prints one Markdown table per part. The scratch directory (default: a new
 // one under /tmp) is removed at the end.
 #include <exportengine/adapters/filesystem_sink.hpp>
@@ -47,6 +48,8 @@ struct args {
     long rows = 1'000'000;
     std::string dir;
     std::string only;
+    std::size_t concurrency = 0; // 0: the engine's default (hardware threads)
+    std::string files_dir;       // the sink's directory; default: inside --dir
 };
 
 args parse(int argc, char** argv)
@@ -64,6 +67,10 @@ args parse(int argc, char** argv)
             a.dir = v;
         else if (k == "--only")
             a.only = v;
+        else if (k == "--files-dir")
+            a.files_dir = v;
+        else if (k == "--concurrency")
+            a.concurrency = std::stoul(v);
         else {
             std::fprintf(stderr, "bench_engine: unknown option %s\n", k.c_str());
             std::exit(2);
@@ -113,8 +120,9 @@ struct rig {
     asio::executor_work_guard<asio::io_context::executor_type> work{host.get_executor()};
     std::thread host_thread;
 
-    explicit rig(const std::filesystem::path& d)
-        : dir(d), store((d / "jobs.db").string()), sink((d / "files").string()),
+    explicit rig(const std::filesystem::path& d, const std::string& files_dir = {})
+        : dir(d), store((d / "jobs.db").string()),
+          sink(files_dir.empty() ? (d / "files").string() : files_dir),
           signer(std::string(32, 'k'), {.base_url = "http://127.0.0.1:8080"})
     {
         host_thread = std::thread([this] { host.run(); });
@@ -127,9 +135,10 @@ struct rig {
     }
 };
 
-void bench_jobs(const std::filesystem::path& dir, long n)
+void bench_jobs(const std::filesystem::path& dir, long n, std::size_t concurrency,
+                const std::string& files_dir)
 {
-    rig r(dir);
+    rig r(dir, files_dir);
     // 200 accounts with 10 contacts each, so the per-account limit never binds.
     constexpr int accounts = 200;
     for (int a = 1; a <= accounts; ++a)
@@ -138,7 +147,8 @@ void bench_jobs(const std::filesystem::path& dir, long n)
                                   .email = "someone@example.com", .first_name = "Anna",
                                   .last_name = "Smith", .created_at = 1700000000, .updated_at = 1700000000});
     done_counter done;
-    ee::engine e(r.host.get_executor(), r.store, r.source, r.sink, r.signer, r.clock, {},
+    ee::engine e(r.host.get_executor(), r.store, r.source, r.sink, r.signer, r.clock,
+                 {.max_concurrent_jobs = concurrency},
                  {.on_state_change = [&](const ee::export_job& j) { done.on(j); }});
     e.start();
     const auto t0 = steady::now();
@@ -156,7 +166,8 @@ void bench_jobs(const std::filesystem::path& dir, long n)
     done.wait(n);
     const double s = std::chrono::duration<double>(steady::now() - t0).count();
     e.async_stop(10s, asio::use_future).get();
-    std::printf("\n## Engine overhead: %ld tiny exports (10 rows each)\n\n", n);
+    std::printf("\n## Engine overhead: %ld tiny exports (10 rows each), %zu concurrent jobs\n\n", n,
+                e.options().max_concurrent_jobs);
     std::printf("| jobs | created in s | all published in s | jobs/s | failed | peak RSS MiB |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|\n");
     std::printf("| %ld | %.2f | %.2f | **%.0f** | %ld | %.1f |\n", n, create_s, s,
@@ -275,7 +286,7 @@ int main(int argc, char** argv)
         return d;
     };
     if (a.only.empty() || a.only == "jobs")
-        bench_jobs(part("jobs"), a.jobs);
+        bench_jobs(part("jobs"), a.jobs, a.concurrency, a.files_dir);
     if (a.only.empty() || a.only == "list")
         bench_list(part("list"), a.list_jobs);
     if (a.only.empty() || a.only == "pipeline")
