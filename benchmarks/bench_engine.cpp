@@ -9,6 +9,7 @@
 // usage: bench_engine [--jobs 10000] [--list-jobs 100000] [--rows 1000000]
 //                     [--dir DIR] [--only jobs|list|pipeline] [--concurrency N]
 //                     [--files-dir DIR]   (export files elsewhere than --dir, e.g. tmpfs)
+//                     [--io-threads N]    (the engine's pool for store calls)
 // Prints one Markdown table per part. The scratch directory (default: a new
 // one under /tmp) is removed at the end.
 #include <exportengine/adapters/filesystem_sink.hpp>
@@ -50,6 +51,7 @@ struct args {
     std::string only;
     std::size_t concurrency = 0; // 0: the engine's default (hardware threads)
     std::string files_dir;       // the sink's directory; default: inside --dir
+    std::size_t io_threads = 0;  // 0: the engine's default
 };
 
 args parse(int argc, char** argv)
@@ -67,6 +69,8 @@ args parse(int argc, char** argv)
             a.dir = v;
         else if (k == "--only")
             a.only = v;
+        else if (k == "--io-threads")
+            a.io_threads = std::stoul(v);
         else if (k == "--files-dir")
             a.files_dir = v;
         else if (k == "--concurrency")
@@ -136,7 +140,7 @@ struct rig {
 };
 
 void bench_jobs(const std::filesystem::path& dir, long n, std::size_t concurrency,
-                const std::string& files_dir)
+                const std::string& files_dir, std::size_t io_threads)
 {
     rig r(dir, files_dir);
     // 200 accounts with 10 contacts each, so the per-account limit never binds.
@@ -148,7 +152,8 @@ void bench_jobs(const std::filesystem::path& dir, long n, std::size_t concurrenc
                                   .last_name = "Smith", .created_at = 1700000000, .updated_at = 1700000000});
     done_counter done;
     ee::engine e(r.host.get_executor(), r.store, r.source, r.sink, r.signer, r.clock,
-                 {.max_concurrent_jobs = concurrency},
+                 {.max_concurrent_jobs = concurrency,
+                  .io_threads = io_threads ? io_threads : ee::engine_options{}.io_threads},
                  {.on_state_change = [&](const ee::export_job& j) { done.on(j); }});
     e.start();
     const auto t0 = steady::now();
@@ -286,7 +291,7 @@ int main(int argc, char** argv)
         return d;
     };
     if (a.only.empty() || a.only == "jobs")
-        bench_jobs(part("jobs"), a.jobs, a.concurrency, a.files_dir);
+        bench_jobs(part("jobs"), a.jobs, a.concurrency, a.files_dir, a.io_threads);
     if (a.only.empty() || a.only == "list")
         bench_list(part("list"), a.list_jobs);
     if (a.only.empty() || a.only == "pipeline")
