@@ -9,5 +9,6 @@
 namespace exportengine::cli {
 
 int bench_command(const std::vector<std::string>& argv);
+int seed_command(const std::vector<std::string>& argv);
 
 } // namespace exportengine::cli

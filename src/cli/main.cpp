@@ -14,6 +14,9 @@ constexpr std::string_view usage =
     "usage: exportengine <command> [options]\n"
     "\n"
     "commands:\n"
+    "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
+    "       [--seed S] [--force]\n"
+    "      create a deterministic sample database in the reference schema (SPEC 7)\n"
     "  bench csv [--rows N] [--out FILE] [--gzip] [--gzip-threads N] [--gzip-level L]\n"
     "            [--delimiter ,|;|tab] [--bom] [--seed S] [--json]\n"
     "      write N generated contact rows as CSV (to FILE, or nowhere) and print\n"
@@ -37,6 +40,8 @@ int main(int argc, char** argv)
     try {
         if (command == "bench")
             return exportengine::cli::bench_command(args);
+        if (command == "seed")
+            return exportengine::cli::seed_command(args);
         throw exportengine::cli::usage_error("unknown command '" + command
                                              + "' (try: exportengine --help)");
     } catch (const exportengine::cli::usage_error& e) {

@@ -123,6 +123,98 @@ class BenchCsv(unittest.TestCase):
         self.assertGreater(o["peak_rss_bytes"], 0)
 
 
+class Seed(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def seed(self, db, *extra):
+        return run("seed", "--db", db, "--accounts", "3", "--contacts", "600", "--lists", "9",
+                   "--campaigns", "6", "--reports", "900", *extra)
+
+    def query(self, db, sql):
+        import sqlite3
+        with sqlite3.connect(db) as c:
+            return c.execute(sql).fetchall()
+
+    def test_creates_the_reference_schema_with_realistic_rows(self):
+        db = self.path("s.db")
+        r = self.seed(db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.strip().splitlines()), 1)
+        self.assertEqual(self.query(db, "SELECT COUNT(*) FROM contacts"), [(600,)])
+        self.assertEqual(self.query(db, "SELECT COUNT(*) FROM contact_lists"), [(9,)])
+        self.assertEqual(self.query(db, "SELECT COUNT(*) FROM campaigns"), [(6,)])
+        self.assertEqual(self.query(db, "SELECT COUNT(*) FROM delivery_reports"), [(900,)])
+        self.assertEqual(self.query(db, "SELECT COUNT(DISTINCT account_id) FROM contacts"), [(3,)])
+        self.assertEqual(self.query(db, "PRAGMA journal_mode"), [("wal",)])
+        # Lists belong to the contact's own account and overlap.
+        self.assertEqual(self.query(db, """SELECT COUNT(*) FROM list_members m
+            JOIN contact_lists l ON l.id = m.list_id JOIN contacts c ON c.id = m.contact_id
+            WHERE l.account_id <> c.account_id"""), [(0,)])
+        multi = self.query(db, "SELECT COUNT(*) FROM (SELECT contact_id FROM list_members GROUP BY contact_id HAVING COUNT(*) > 1)")
+        self.assertGreater(multi[0][0], 0)
+        # E.164 phones; timestamps in the stored format.
+        bad_phone = self.query(db, "SELECT COUNT(*) FROM contacts WHERE phone_number NOT GLOB '+[0-9]*'")
+        self.assertEqual(bad_phone, [(0,)])
+        bad_ts = self.query(db, """SELECT COUNT(*) FROM contacts WHERE created_at NOT GLOB
+            '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'""")
+        self.assertEqual(bad_ts, [(0,)])
+        # Oddities: formula-looking values, commas/quotes/newlines, NULLs, non-ASCII.
+        free = self.query(db, "SELECT first_name, last_name, email FROM contacts")
+        values = [v for row in free for v in row if v is not None]
+        self.assertTrue(any(v[:1] in "=+-@" for v in values))
+        self.assertTrue(any("," in v or '"' in v for v in values))
+        self.assertTrue(any("\n" in v for v in values))
+        self.assertTrue(any(ord(ch) > 127 for v in values for ch in v))
+        self.assertTrue(self.query(db, "SELECT COUNT(*) FROM contacts WHERE email IS NULL")[0][0] > 0)
+        statuses = {s for (s,) in self.query(db, "SELECT DISTINCT status FROM delivery_reports")}
+        self.assertTrue({"delivered", "failed", "pending", "expired"} <= statuses)
+        # The export queries' indexes exist.
+        names = {n for (n,) in self.query(db, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        self.assertIn("contacts_by_account", names)
+        self.assertIn("reports_by_account_time", names)
+
+    def test_same_seed_same_data(self):
+        a, b, c = self.path("a.db"), self.path("b.db"), self.path("c.db")
+        for db, seed in ((a, "7"), (b, "7"), (c, "8")):
+            self.assertEqual(self.seed(db, "--seed", seed).returncode, 0)
+        dump = lambda db: self.query(db, "SELECT * FROM contacts ORDER BY id") + \
+            self.query(db, "SELECT * FROM delivery_reports ORDER BY id") + \
+            self.query(db, "SELECT * FROM list_members ORDER BY list_id, contact_id")
+        self.assertEqual(dump(a), dump(b))
+        self.assertNotEqual(dump(a), dump(c))
+
+    def test_refuses_to_overwrite_without_force(self):
+        db = self.path("s.db")
+        with open(db, "wb") as f:
+            f.write(b"precious")
+        r = self.seed(db)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--force", r.stderr)
+        with open(db, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+        r = self.seed(db, "--force")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.query(db, "SELECT COUNT(*) FROM contacts"), [(600,)])
+
+    def test_bad_arguments(self):
+        for args, mentions in ((["seed"], "--db"),
+                               (["seed", "--db", self.path("x.db"), "--contacts", "-1"], "--contacts"),
+                               (["seed", "--db", self.path("x.db"), "--accounts", "0"], "--accounts"),
+                               (["seed", "--db", "/nonexistent/dir/x.db"], "--db")):
+            r = run(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+            self.assertIn(mentions, r.stderr)
+            self.assertFalse(os.path.exists(self.path("x.db")))
+
+
 if __name__ == "__main__":
     EXE = sys.argv.pop(1)
     unittest.main(verbosity=2)
