@@ -256,6 +256,13 @@ void check_all_exports(sqlite_data_source& src)
           == expect(reports_header, report_rows, {4}));
     CHECK(reports_csv(src, 1, {.start = at(2001), .end = at(3600'000)})
           == reports_header);
+    // Bounds outside years 0000..9999 are below or above every stored value.
+    CHECK(reports_csv(src, 1, {.start = timestamp{std::chrono::milliseconds{-70'000'000'000'000LL}},
+                               .end = timestamp{std::chrono::milliseconds{253'402'300'800'005LL}}})
+          == expect(reports_header, report_rows, {4, 2, 3, 1, 6}));
+    CHECK(reports_csv(src, 1, {.start = timestamp{std::chrono::milliseconds{253'402'300'800'005LL}},
+                               .end = timestamp{std::chrono::milliseconds{300'000'000'000'000LL}}})
+          == reports_header);
     // Campaign and range at once.
     CHECK(reports_csv(src, 1, {.campaign_id = 100, .start = at(0), .end = at(2000)})
           == expect(reports_header, report_rows, {3, 1}));
@@ -479,6 +486,18 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
         CHECK(is_transient(r.err.code));
         locker.exec("ROLLBACK");
         CHECK_FALSE(run_export(src, job_for(1, contacts_request({}))).err);
+    }
+    SECTION("a type and filter that do not match fail, without throwing")
+    {
+        const std::string path = dir.file("data.db");
+        create_schema(path);
+        sqlite_data_source src(path);
+        export_request r = contacts_request({});
+        r.filter = delivery_reports_filter{.campaign_id = 1};
+        CHECK(run_export(src, job_for(1, r)).err.code == errc::source_schema);
+        r = reports_request({});
+        r.filter = contacts_filter{};
+        CHECK(run_export(src, job_for(1, r)).err.code == errc::source_schema);
     }
     SECTION("create_indexes throws std::system_error")
     {

@@ -159,26 +159,25 @@ bound_query build_query(const export_job& job)
         }
         return q;
     }
+    // A type and filter that do not match (validate_request rejects them):
+    // no query, and open() reports it.
+    const auto* d = std::get_if<delivery_reports_filter>(&job.request.filter);
+    if (job.request.type != export_type::delivery_reports || d == nullptr)
+        return q;
     q.sql = reports_columns;
-    if (job.request.type == export_type::delivery_reports) {
-        if (const auto* d = std::get_if<delivery_reports_filter>(&job.request.filter)) {
-            if (d->campaign_id) {
-                q.sql += " AND r.campaign_id = ?3";
-                q.campaign = *d->campaign_id;
-            }
-            if (d->start) {
-                q.sql += " AND r.submitted_at >= ?4";
-                q.start = second_bound(*d->start);
-            }
-            if (d->end) {
-                q.sql += " AND r.submitted_at < ?5";
-                q.end = second_bound(*d->end);
-            }
-        }
-    } else {
-        q.sql.clear(); // contacts type with a reports filter: nothing sensible
+    if (d->campaign_id) {
+        q.sql += " AND r.campaign_id = ?3";
+        q.campaign = *d->campaign_id;
     }
-    q.sql += q.sql.empty() ? "" : " ORDER BY r.submitted_at, r.id";
+    if (d->start) {
+        q.sql += " AND r.submitted_at >= ?4";
+        q.start = second_bound(*d->start);
+    }
+    if (d->end) {
+        q.sql += " AND r.submitted_at < ?5";
+        q.end = second_bound(*d->end);
+    }
+    q.sql += " ORDER BY r.submitted_at, r.id";
     return q;
 }
 
