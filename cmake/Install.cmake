@@ -1,7 +1,7 @@
 include(CMakePackageConfigHelpers)
 
 install(TARGETS exportengine exportengine_memory_source exportengine_filesystem_sink
-  exportengine_hmac_url_signer exportengine_sqlite_job_store
+  exportengine_hmac_url_signer exportengine_sqlite_job_store exportengine_sqlite_source
   EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -12,6 +12,7 @@ install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/filesystem_sink/include/exportengine
                   adapters/hmac_url_signer/include/exportengine
                   adapters/sqlite_job_store/include/exportengine
+                  adapters/sqlite_source/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)

@@ -17,6 +17,10 @@ constexpr std::string_view usage =
     "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
     "       [--seed S] [--force]\n"
     "      create a deterministic sample database in the reference schema (SPEC 7)\n"
+    "  export contacts|delivery-reports --source DB --account N --out FILE\n"
+    "       [--list-ids 1,2 | --contact-ids 1,2] [--campaign-id N] [--start T --end T]\n"
+    "       [--gzip] [--delimiter ,|;|tab] [--bom] [--data-dir DIR] [--quiet]\n"
+    "      one export through the engine, with a progress bar on a terminal and a summary\n"
     "  bench csv [--rows N] [--out FILE] [--gzip] [--gzip-threads N] [--gzip-level L]\n"
     "            [--delimiter ,|;|tab] [--bom] [--seed S] [--json]\n"
     "      write N generated contact rows as CSV (to FILE, or nowhere) and print\n"
@@ -42,6 +46,8 @@ int main(int argc, char** argv)
             return exportengine::cli::bench_command(args);
         if (command == "seed")
             return exportengine::cli::seed_command(args);
+        if (command == "export")
+            return exportengine::cli::export_command(args);
         throw exportengine::cli::usage_error("unknown command '" + command
                                              + "' (try: exportengine --help)");
     } catch (const exportengine::cli::usage_error& e) {

@@ -177,8 +177,8 @@ class Seed(unittest.TestCase):
         self.assertTrue({"delivered", "failed", "pending", "expired"} <= statuses)
         # The export queries' indexes exist.
         names = {n for (n,) in self.query(db, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-        self.assertIn("contacts_by_account", names)
-        self.assertIn("reports_by_account_time", names)
+        self.assertIn("contacts_account_id", names)
+        self.assertIn("delivery_reports_account_submitted", names)
 
     def test_same_seed_same_data(self):
         a, b, c = self.path("a.db"), self.path("b.db"), self.path("c.db")
@@ -213,6 +213,112 @@ class Seed(unittest.TestCase):
             self.assertEqual(len(r.stderr.strip().splitlines()), 1)
             self.assertIn(mentions, r.stderr)
             self.assertFalse(os.path.exists(self.path("x.db")))
+
+
+class Export(unittest.TestCase):
+    """`exportengine export` through the real engine, checked against the
+    database with Python's sqlite3 and csv modules."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.db = os.path.join(cls.dir.name, "src.db")
+        r = run("seed", "--db", cls.db, "--accounts", "3", "--contacts", "3000", "--lists", "9",
+                "--campaigns", "6", "--reports", "3000")
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def query(self, sql, *params):
+        import sqlite3
+        with sqlite3.connect(self.db) as c:
+            return c.execute(sql, params).fetchall()
+
+    @staticmethod
+    def guarded(v):
+        return "'" + v if v and v[0] in "=+-@\t\r" else v
+
+    def expected_contacts(self, where="1=1", *params):
+        rows = self.query("SELECT id, phone_number, email, first_name, last_name, created_at, updated_at "
+                          "FROM contacts WHERE account_id = 2 AND " + where + " ORDER BY id", *params)
+        return [[str(r[0]), r[1], self.guarded(r[2] or ""), self.guarded(r[3] or ""),
+                 self.guarded(r[4] or ""), r[5], r[6]] for r in rows]
+
+    def read_csv(self, path, delimiter=","):
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", newline="", encoding="utf-8") as f:
+            return list(csv.reader(f, delimiter=delimiter))
+
+    def test_all_contacts_of_an_account(self):
+        out = self.path("all.csv")
+        r = run("export", "contacts", "--source", self.db, "--account", "2", "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("rows", r.stdout)
+        rows = self.read_csv(out)
+        self.assertEqual(rows[0], ["id", "phoneNumber", "email", "firstName", "lastName", "createdAt", "updatedAt"])
+        self.assertEqual(rows[1:], self.expected_contacts())
+        self.assertEqual(len(rows) - 1, 1000)
+        # Nothing left beside the output: no scratch directory, no temp file.
+        self.assertEqual([n for n in os.listdir(self.dir.name) if n.startswith(".")], [])
+
+    def test_list_filter_gzip_semicolon(self):
+        out = self.path("lists.csv.gz")
+        lists = [l for (l,) in self.query("SELECT id FROM contact_lists WHERE account_id = 2 LIMIT 2")]
+        other = [l for (l,) in self.query("SELECT id FROM contact_lists WHERE account_id = 1 LIMIT 1")]
+        r = run("export", "contacts", "--source", self.db, "--account", "2", "--gzip", "--delimiter", ";",
+                "--list-ids", ",".join(str(x) for x in lists + other + lists), "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = self.expected_contacts(
+            "id IN (SELECT contact_id FROM list_members WHERE list_id IN (%s))" % ",".join("?" * len(lists)), *lists)
+        self.assertGreater(len(want), 0)
+        self.assertEqual(self.read_csv(out, ";")[1:], want)
+
+    def test_delivery_reports_by_range(self):
+        out = self.path("reports.csv")
+        r = run("export", "delivery-reports", "--source", self.db, "--account", "2",
+                "--start", "2026-02-01T01:00:00+01:00", "--end", "2026-03-01T00:00:00Z", "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = self.read_csv(out)
+        want = self.query("SELECT id FROM delivery_reports WHERE account_id = 2 AND submitted_at >= "
+                          "'2026-02-01T00:00:00Z' AND submitted_at < '2026-03-01T00:00:00Z' "
+                          "ORDER BY submitted_at, id")
+        self.assertEqual([int(x[0]) for x in rows[1:]], [w[0] for w in want])
+        self.assertGreater(len(want), 0)
+
+    def test_bad_flags_write_nothing(self):
+        out = self.path("never.csv")
+        cases = [
+            (["export"], "contacts"),
+            (["export", "people", "--source", self.db], "contacts"),
+            (["export", "contacts", "--account", "2", "--out", out], "--source"),
+            (["export", "contacts", "--source", self.path("missing.db"), "--account", "2", "--out", out], "--source"),
+            (["export", "contacts", "--source", self.db, "--out", out], "--account"),
+            (["export", "contacts", "--source", self.db, "--account", "0", "--out", out], "--account"),
+            (["export", "contacts", "--source", self.db, "--account", "2"], "--out"),
+            (["export", "contacts", "--source", self.db, "--account", "2", "--list-ids", "1,x", "--out", out], "--list-ids"),
+            (["export", "contacts", "--source", self.db, "--account", "2", "--list-ids", "1",
+              "--contact-ids", "2", "--out", out], "not both"),
+            (["export", "contacts", "--source", self.db, "--account", "2", "--campaign-id", "1", "--out", out], "--campaign-id"),
+            (["export", "delivery-reports", "--source", self.db, "--account", "2", "--out", out], "campaignId"),
+            (["export", "delivery-reports", "--source", self.db, "--account", "2",
+              "--start", "2026-01-01", "--end", "2026-02-01T00:00:00Z", "--out", out], "--start"),
+            (["export", "delivery-reports", "--source", self.db, "--account", "2",
+              "--start", "2026-02-01T00:00:00Z", "--end", "2026-01-01T00:00:00Z", "--out", out], "before"),
+            (["export", "contacts", "--source", self.db, "--account", "2", "--out", "/nonexistent/x.csv"], "--out"),
+        ]
+        for args, mentions in cases:
+            r = run(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            lines = r.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, (args, r.stderr))
+            self.assertIn(mentions, lines[0], args)
+            self.assertFalse(os.path.exists(out), args)
+        self.assertEqual([n for n in os.listdir(self.dir.name) if n.startswith(".")], [])
 
 
 if __name__ == "__main__":

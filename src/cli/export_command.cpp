@@ -1,0 +1,240 @@
+// `exportengine export`: one export from the shell, through the real engine
+// (SQLite job store, filesystem sink, the SQLite data source), with a
+// progress bar on a terminal and a summary at the end.
+#include "args.hpp"
+#include "commands.hpp"
+
+#include <exportengine/adapters/filesystem_sink.hpp>
+#include <exportengine/adapters/hmac_url_signer.hpp>
+#include <exportengine/adapters/sqlite_data_source.hpp>
+#include <exportengine/adapters/sqlite_job_store.hpp>
+#include <exportengine/engine.hpp>
+#include <exportengine/time_format.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <random>
+#include <thread>
+
+namespace exportengine::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::int64_t> parse_ids(const std::string& flag, const std::string& text)
+{
+    std::vector<std::int64_t> ids;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', pos), text.size());
+        const std::string_view item(text.data() + pos, comma - pos);
+        std::int64_t v = 0;
+        const auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+        if (item.empty() || ec != std::errc{} || p != item.data() + item.size() || v <= 0)
+            throw usage_error("--" + flag + " must be positive integers separated by commas, not '"
+                              + text + "'");
+        ids.push_back(v);
+        pos = comma + 1;
+    }
+    return ids;
+}
+
+timestamp parse_time(const std::string& flag, const std::string& text)
+{
+    const auto t = parse_rfc3339(text);
+    if (!t)
+        throw usage_error("--" + flag + " must be an RFC 3339 date-time with an offset, e.g. "
+                          "2026-01-31T00:00:00Z, not '" + text + "'");
+    return *t;
+}
+
+char parse_delimiter(const std::string& s)
+{
+    if (s == ",")
+        return ',';
+    if (s == ";")
+        return ';';
+    if (s == "tab" || s == "\t" || s == "\\t")
+        return '\t';
+    throw usage_error("--delimiter must be ',', ';' or 'tab', not '" + s + "'");
+}
+
+std::string random_suffix()
+{
+    std::random_device rd;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+    return buf;
+}
+
+/// Removes the scratch directory on every way out.
+struct scratch_dir {
+    fs::path path;
+    ~scratch_dir()
+    {
+        std::error_code ec;
+        if (!path.empty())
+            fs::remove_all(path, ec);
+    }
+};
+
+void draw_progress(std::int64_t rows, double secs, bool final_line)
+{
+    const double rate = secs > 0 ? static_cast<double>(rows) / secs : 0;
+    std::fprintf(stderr, "\r\033[K  %12lld rows  %8.2f M rows/s  %6.1f s%s",
+                 static_cast<long long>(rows), rate / 1e6, secs, final_line ? "\n" : "");
+    std::fflush(stderr);
+}
+
+} // namespace
+
+int export_command(const std::vector<std::string>& argv)
+{
+    if (argv.empty() || (argv[0] != "contacts" && argv[0] != "delivery-reports"))
+        throw usage_error("needs what to export: contacts or delivery-reports");
+    const bool contacts = argv[0] == "contacts";
+    const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+    const args a(rest, {"gzip", "bom", "quiet"},
+                 {"source", "account", "list-ids", "contact-ids", "campaign-id", "start", "end",
+                  "delimiter", "out", "data-dir"});
+
+    // -- every argument is checked before anything is written ------------
+    const auto source = a.get("source");
+    if (!source)
+        throw usage_error("--source DB is required");
+    std::error_code fs_ec;
+    if (!fs::is_regular_file(*source, fs_ec))
+        throw usage_error("--source: no database file '" + *source + "'");
+    if (!a.get("account"))
+        throw usage_error("--account N is required");
+    const std::int64_t account = a.integer_or("account", 0, 1, INT64_MAX);
+    const auto out = a.get("out");
+    if (!out)
+        throw usage_error("--out FILE is required");
+    const fs::path out_path = fs::absolute(*out, fs_ec);
+    if (!fs::is_directory(out_path.parent_path(), fs_ec))
+        throw usage_error("--out: directory '" + out_path.parent_path().string() + "' does not exist");
+    if (fs::is_directory(out_path, fs_ec))
+        throw usage_error("--out: '" + *out + "' is a directory");
+
+    export_request request;
+    request.type = contacts ? export_type::contacts : export_type::delivery_reports;
+    request.format = {.compression = a.flag("gzip") ? compression_kind::gzip : compression_kind::none,
+                      .delimiter = parse_delimiter(a.get_or("delimiter", ",")),
+                      .bom = a.flag("bom")};
+    if (contacts) {
+        for (const char* f : {"campaign-id", "start", "end"})
+            if (a.get(f))
+                throw usage_error(std::string("--") + f + " is for delivery-reports, not contacts");
+        contacts_filter filter;
+        if (const auto v = a.get("list-ids"))
+            filter.list_ids = parse_ids("list-ids", *v);
+        if (const auto v = a.get("contact-ids"))
+            filter.contact_ids = parse_ids("contact-ids", *v);
+        request.filter = std::move(filter);
+    } else {
+        for (const char* f : {"list-ids", "contact-ids"})
+            if (a.get(f))
+                throw usage_error(std::string("--") + f + " is for contacts, not delivery-reports");
+        delivery_reports_filter filter;
+        if (a.get("campaign-id"))
+            filter.campaign_id = a.integer_or("campaign-id", 0, 1, INT64_MAX);
+        if (const auto v = a.get("start"))
+            filter.start = parse_time("start", *v);
+        if (const auto v = a.get("end"))
+            filter.end = parse_time("end", *v);
+        request.filter = filter;
+    }
+    if (const std::string problem = validate_request(request); !problem.empty())
+        throw usage_error(problem);
+
+    // -- the engine, on real parts, in a scratch directory beside --out ----
+    // (beside it, so the finished file is renamed into place atomically).
+    scratch_dir scratch;
+    scratch.path = out_path.parent_path() / (".exportengine-" + random_suffix());
+    fs::create_directories(scratch.path);
+    const fs::path data_dir = a.get("data-dir") ? fs::path(*a.get("data-dir")) : scratch.path;
+    fs::create_directories(data_dir, fs_ec);
+
+    adapters::sqlite_job_store store((data_dir / "jobs.db").string());
+    adapters::filesystem_sink files((scratch.path / "files").string());
+    adapters::hmac_url_signer signer(std::string(32, 'x'), {.base_url = "http://127.0.0.1"});
+    adapters::sqlite_data_source data(*source);
+    system_clock clock;
+    boost::asio::io_context host;
+    auto work = boost::asio::make_work_guard(host);
+    std::thread host_thread([&] { host.run(); });
+
+    std::promise<export_job> finished;
+    bool fulfilled = false;
+    std::string log_tail;
+    std::string my_id;
+    std::mutex mu;
+    engine eng(host.get_executor(), store, data, files, signer, clock,
+               {.max_concurrent_jobs = 1, .heartbeat_interval = std::chrono::seconds{1}},
+               {.on_state_change =
+                    [&](const export_job& j) {
+                        std::lock_guard lk(mu);
+                        if (j.id == my_id && !fulfilled
+                            && (j.status == export_status::available || j.status == export_status::failed)) {
+                            fulfilled = true;
+                            finished.set_value(j);
+                        }
+                    },
+                .log =
+                    [&](log_level level, std::string_view line) {
+                        if (level >= log_level::warning) {
+                            std::lock_guard lk(mu);
+                            log_tail.assign(line);
+                        }
+                    }});
+    auto done = finished.get_future();
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        std::lock_guard lk(mu); // my_id is set before any state change can be seen
+        eng.start();
+        my_id = eng.async_create_export(account, request, std::nullopt, boost::asio::use_future).get().job.id;
+    }
+
+    const bool tty = ::isatty(STDERR_FILENO) == 1 && !a.flag("quiet");
+    while (done.wait_for(std::chrono::milliseconds{200}) != std::future_status::ready) {
+        if (!tty)
+            continue;
+        const auto s = eng.async_get_export(account, my_id, boost::asio::use_future).get();
+        draw_progress(s.job.row_count.value_or(0),
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), false);
+    }
+    const export_job job = done.get();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    eng.async_stop(std::chrono::seconds{5}, boost::asio::use_future).get();
+    work.reset();
+    host_thread.join();
+
+    if (job.status == export_status::failed) {
+        if (tty)
+            std::fputs("\n", stderr);
+        const std::string why = job.error ? job.error->message : "the export failed";
+        std::fprintf(stderr, "exportengine export: %s%s%s\n", why.c_str(),
+                     log_tail.empty() ? "" : " (", log_tail.empty() ? "" : (log_tail + ")").c_str());
+        return 1;
+    }
+    const std::int64_t rows = job.row_count.value_or(0);
+    if (tty)
+        draw_progress(rows, secs, true);
+    fs::rename(scratch.path / "files" / job.file_key, out_path);
+    std::printf("%s: %lld rows, %lld bytes, %.3f s, %.0f rows/s\n", out_path.c_str(),
+                static_cast<long long>(rows), static_cast<long long>(job.file_size.value_or(0)), secs,
+                secs > 0 ? static_cast<double>(rows) / secs : 0.0);
+    return 0;
+}
+
+} // namespace exportengine::cli
