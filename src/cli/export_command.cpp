@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -230,7 +231,13 @@ int export_command(const std::vector<std::string>& argv)
     const std::int64_t rows = job.row_count.value_or(0);
     if (tty)
         draw_progress(rows, secs, true);
-    fs::rename(scratch.path / "files" / job.file_key, out_path);
+    // The sink keeps its files private (0640); a file the user asked for gets
+    // the permissions any new file of theirs would (0666 less the umask).
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    const fs::path published = scratch.path / "files" / job.file_key;
+    fs::permissions(published, static_cast<fs::perms>(0666 & ~mask), fs_ec);
+    fs::rename(published, out_path);
     std::printf("%s: %lld rows, %lld bytes, %.3f s, %.0f rows/s\n", out_path.c_str(),
                 static_cast<long long>(rows), static_cast<long long>(job.file_size.value_or(0)), secs,
                 secs > 0 ? static_cast<double>(rows) / secs : 0.0);

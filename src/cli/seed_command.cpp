@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -149,16 +150,21 @@ void seed(SQLite::Database& db, const counts& n, std::uint64_t seed_value)
         }
     }
     // List memberships: each contact is in each list of its own account with
-    // probability 3/10 (so lists overlap and a contact is in several). Made
-    // list by list, contact ids ascending: the primary key's order, so the
-    // B-tree only ever appends.
+    // probability min(3/10, 1.5 / lists per account), so lists overlap, a
+    // contact is in ~1.5 lists on average however many its account has, and
+    // the table stays proportional to the contacts. Made list by list,
+    // contact ids ascending: the primary key's order, so the B-tree only
+    // ever appends.
     {
         insert member(db, "INSERT INTO list_members VALUES (?1, ?2)");
+        const std::int64_t lists_per_account = std::max<std::int64_t>(1, n.lists / n.accounts);
+        const std::uint64_t per_thousand =
+            static_cast<std::uint64_t>(std::min<std::int64_t>(300, 1500 / lists_per_account));
         for (std::int64_t j = 1; j <= n.lists; ++j) {
             const std::int64_t account = (j - 1) % n.accounts + 1;
             for (std::int64_t c = account; c <= n.contacts; c += n.accounts) {
                 prng pick(seed_value ^ (static_cast<std::uint64_t>(j) << 40) ^ static_cast<std::uint64_t>(c));
-                if (pick.below(10) >= 3)
+                if (pick.below(1000) >= per_thousand)
                     continue;
                 member.bind(1, j);
                 member.bind(2, c);
