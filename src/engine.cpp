@@ -2,6 +2,7 @@
 
 #include <exportengine/csv_writer.hpp>
 #include <exportengine/detail/request_hash.hpp>
+#include <exportengine/write_behind_sink.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -556,10 +557,14 @@ struct engine::impl {
             if (ec || !file)
                 return {.ec = ec ? ec : make_error_code(errc::sink_failed), .detail = "creating " + key};
 
+            // source -> CSV -> (gzip) -> write-behind -> file: the file's
+            // write(2) and checksum run on the write-behind thread while this
+            // one reads and formats the next rows.
+            write_behind_sink behind(*file, {.buffer_size = opt.csv_buffer_size});
             std::optional<gzip_sink> gz;
             if (job.request.format.compression == compression_kind::gzip)
-                gz.emplace(*file, opt.gzip);
-            byte_sink& out = gz ? static_cast<byte_sink&>(*gz) : *file;
+                gz.emplace(behind, opt.gzip);
+            byte_sink& out = gz ? static_cast<byte_sink&>(*gz) : behind;
 
             csv_writer csv(source.columns(job.request.type), out,
                            {.delimiter = job.request.format.delimiter,
