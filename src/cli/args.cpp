@@ -85,4 +85,15 @@ std::int64_t args::integer_or(const std::string& name, std::int64_t fallback, st
     return n;
 }
 
+char parse_delimiter(const std::string& s)
+{
+    if (s == ",")
+        return ',';
+    if (s == ";")
+        return ';';
+    if (s == "tab" || s == "\t" || s == "\\t")
+        return '\t';
+    throw usage_error("--delimiter must be ',', ';' or 'tab', not '" + s + "'");
+}
+
 } // namespace exportengine::cli

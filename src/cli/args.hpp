@@ -36,4 +36,7 @@ private:
     std::map<std::string, std::string> values_;
 };
 
+/// The value of --delimiter: `,`, `;` or `tab` (a literal TAB too).
+char parse_delimiter(const std::string& value);
+
 } // namespace exportengine::cli

@@ -28,17 +28,6 @@ std::int64_t peak_rss_bytes()
     return static_cast<std::int64_t>(ru.ru_maxrss) * 1024; // Linux reports KiB
 }
 
-char parse_delimiter(const std::string& s)
-{
-    if (s == ",")
-        return ',';
-    if (s == ";")
-        return ';';
-    if (s == "tab" || s == "\t" || s == "\\t")
-        return '\t';
-    throw usage_error("--delimiter must be ',', ';' or 'tab', not '" + s + "'");
-}
-
 int bench_csv(const std::vector<std::string>& argv)
 {
     const args a(argv, {"gzip", "bom", "json"},

@@ -58,17 +58,6 @@ timestamp parse_time(const std::string& flag, const std::string& text)
     return *t;
 }
 
-char parse_delimiter(const std::string& s)
-{
-    if (s == ",")
-        return ',';
-    if (s == ";")
-        return ';';
-    if (s == "tab" || s == "\t" || s == "\\t")
-        return '\t';
-    throw usage_error("--delimiter must be ',', ';' or 'tab', not '" + s + "'");
-}
-
 std::string random_suffix()
 {
     std::random_device rd;
