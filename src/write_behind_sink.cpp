@@ -16,7 +16,8 @@ namespace exportengine {
 struct write_behind_sink::impl {
     byte_sink& down;
     const std::size_t cap;
-    std::vector<std::unique_ptr<char[]>> storage;
+    const std::size_t max_buffers;
+    std::vector<std::unique_ptr<char[]>> storage; // grows on demand up to max_buffers
 
     std::mutex m;
     std::condition_variable cv;
@@ -30,31 +31,35 @@ struct write_behind_sink::impl {
     char* cur = nullptr; // the producer's buffer
     std::size_t cur_len = 0;
     bool finished = false;
+    // Started at the first full buffer: a stream smaller than one buffer (a
+    // small export) costs no thread and one buffer, written at finish.
     std::thread worker;
 
-    impl(byte_sink& d, const write_behind_options& o) : down(d), cap(o.buffer_size)
+    impl(byte_sink& d, const write_behind_options& o) : down(d), cap(o.buffer_size), max_buffers(o.buffers)
     {
         if (o.buffers < 2)
             throw std::invalid_argument("write_behind_sink: at least 2 buffers");
         if (o.buffer_size < 4096)
             throw std::invalid_argument("write_behind_sink: buffer_size must be at least 4096");
-        for (std::size_t i = 0; i < o.buffers; ++i) {
-            storage.push_back(std::make_unique_for_overwrite<char[]>(cap));
-            empty.push_back(storage.back().get());
-        }
-        cur = empty.back();
-        empty.pop_back();
-        worker = std::thread([this] { run(); });
+        storage.reserve(max_buffers);
     }
 
     ~impl()
     {
+        if (!worker.joinable())
+            return;
         {
             std::lock_guard lk(m);
             stopping = true;
         }
         cv.notify_all();
         worker.join();
+    }
+
+    char* new_buffer()
+    {
+        storage.push_back(std::make_unique_for_overwrite<char[]>(cap));
+        return storage.back().get();
     }
 
     void run()
@@ -81,16 +86,23 @@ struct write_behind_sink::impl {
         }
     }
 
-    /// Queues the producer's buffer and takes a free one (waiting if none).
+    /// Queues the producer's buffer and takes a free one (a new one while
+    /// fewer than max_buffers exist, else waiting for the writer).
     void hand_over()
     {
+        if (!worker.joinable())
+            worker = std::thread([this] { run(); });
         std::unique_lock lk(m);
         full.emplace_back(cur, cur_len);
         cv.notify_all();
+        cur_len = 0;
+        if (empty.empty() && storage.size() < max_buffers) {
+            cur = new_buffer();
+            return;
+        }
         cv.wait(lk, [&] { return !empty.empty(); });
         cur = empty.back();
         empty.pop_back();
-        cur_len = 0;
     }
 
     std::size_t write(const char* data, std::size_t n, boost::system::error_code& out)
@@ -104,6 +116,8 @@ struct write_behind_sink::impl {
                 return 0;
             }
         }
+        if (cur == nullptr && n > 0)
+            cur = new_buffer();
         std::size_t taken = 0;
         while (taken < n) {
             const std::size_t k = std::min(n - taken, cap - cur_len);
@@ -125,20 +139,24 @@ struct write_behind_sink::impl {
             return;
         }
         finished = true;
-        if (cur_len > 0)
-            hand_over();
-        {
+        if (!worker.joinable()) {
+            // Never filled a buffer: write the little there is right here.
+            if (cur_len > 0) {
+                written += down.write(cur, cur_len, out);
+                cur_len = 0;
+            }
+        } else {
+            if (cur_len > 0)
+                hand_over();
             std::unique_lock lk(m);
             cv.wait(lk, [&] { return full.empty() && !writing; });
             out = ec;
         }
         if (!out)
             down.finish(out);
-        if (out) {
-            std::lock_guard lk(m);
-            if (!ec)
-                ec = out;
-        }
+        std::lock_guard lk(m);
+        if (out && !ec)
+            ec = out;
     }
 };
 

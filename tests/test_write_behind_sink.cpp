@@ -64,6 +64,22 @@ TEST_CASE("write-behind surfaces a downstream failure and never reports unwritte
     }
 }
 
+TEST_CASE("a stream smaller than one buffer is written at finish, failures included", "[write_behind][faults]")
+{
+    // No buffer ever fills, so no thread starts: finish writes on this thread.
+    test::failing_sink sink(10);
+    write_behind_sink wb(sink, {.buffers = 2, .buffer_size = 4096});
+    boost::system::error_code ec;
+    CHECK(wb.write("0123456789abcdef", 16, ec) == 16);
+    CHECK_FALSE(ec);
+    CHECK(sink.calls() == 0); // nothing written before finish
+    wb.finish(ec);
+    CHECK(ec == boost::system::errc::no_space_on_device);
+    CHECK(wb.bytes_written() == 10);
+    CHECK(sink.received() == "0123456789");
+    CHECK_FALSE(sink.finished());
+}
+
 TEST_CASE("a CSV written through write-behind is byte-identical to one written directly", "[write_behind]")
 {
     const auto write = [](byte_sink& sink) {

@@ -3,14 +3,17 @@
 // A byte_sink stage that hands full buffers to its own thread, which writes
 // them downstream (for the filesystem sink: the write(2) and the SHA-256 of
 // the bytes), while the calling thread goes on producing the next buffer
-// (reading the source, formatting CSV). Memory is bounded: `buffers` buffers
-// of `buffer_size` bytes; a producer that gets ahead waits.
+// (reading the source, formatting CSV). Memory is bounded: at most `buffers`
+// buffers of `buffer_size` bytes, allocated as the stream grows; a producer
+// that gets ahead waits. The thread starts with the first full buffer, so a
+// stream smaller than one buffer (a small export) costs one buffer and no
+// thread, and is written at `finish` on the calling thread.
 //
 // Errors from downstream are sticky and surface from the next `write` or
 // from `finish`. `write` returns the bytes taken into the stage; what
 // downstream really accepted is `bytes_written()` once `finish` returned.
-// The downstream sink is used by the stage's thread until `finish` returns,
-// and by nobody else meanwhile.
+// The downstream sink is used by the stage (its thread, or the caller inside
+// `finish`) until `finish` returns, and by nobody else meanwhile.
 #pragma once
 
 #include <exportengine/byte_sink.hpp>
