@@ -24,15 +24,7 @@ const std::string& sample_csv()
         ee::cli::contact_generator gen(42);
         w.write_header();
         while (sink.str().size() + w.bytes_buffered() < 64'000'000) {
-            const auto& c = gen.next();
-            w.write_integer(c.id);
-            w.write_text(c.phone);
-            c.email_null ? w.write_null() : w.write_text(c.email);
-            w.write_text(c.first_name);
-            w.write_text(c.last_name);
-            w.write_timestamp(c.created_at);
-            w.write_timestamp(c.updated_at);
-            w.end_row();
+            ee::cli::write_contact(w, gen.next());
         }
         boost::system::error_code ec;
         w.finish(ec);

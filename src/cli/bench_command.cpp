@@ -67,18 +67,7 @@ int bench_csv(const std::vector<std::string>& argv)
     csv_writer w(contacts_schema(), target, opts);
     w.write_header();
     for (std::int64_t i = 0; i < rows; ++i) {
-        const sample_contact& c = gen.next();
-        w.write_integer(c.id);
-        w.write_text(c.phone);
-        if (c.email_null)
-            w.write_null();
-        else
-            w.write_text(c.email);
-        w.write_text(c.first_name);
-        w.write_text(c.last_name);
-        w.write_timestamp(c.created_at);
-        w.write_timestamp(c.updated_at);
-        w.end_row();
+        write_contact(w, gen.next());
         if ((i & 0xFFFF) == 0 && w.error())
             break;
     }
