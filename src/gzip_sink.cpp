@@ -29,10 +29,9 @@ public:
     deflater& operator=(const deflater&) = delete;
     ~deflater() { deflateEnd(&zs_); }
 
-    std::size_t bound(std::size_t n) { return deflateBound(&zs_, static_cast<uLong>(n)); }
-
-    /// Compresses `in` into one complete gzip member in `out` (sized with
-    /// bound()). Returns the member's size, or 0 on a zlib error.
+    /// Compresses `in` into one complete gzip member in `out` (`cap` bytes,
+    /// at least deflateBound + 18). Returns the member's size, or 0 on a zlib
+    /// error.
     std::size_t member(const char* in, std::size_t n, unsigned char* out, std::size_t cap)
     {
         if (deflateReset(&zs_) != Z_OK)
@@ -74,41 +73,52 @@ struct gzip_sink::impl {
     boost::system::error_code ec;
     bool finished = false;
 
-    std::unique_ptr<deflater> inline_deflater; // threads == 0
+    // Compresses on the calling thread: always with threads == 0, and for a
+    // stream that ends inside its first block (no worker ever started).
+    std::unique_ptr<deflater> inline_deflater;
+    const unsigned threads;
 
     std::mutex m;
     std::condition_variable work_cv;
     std::condition_variable done_cv;
     std::deque<std::size_t> queue;
     bool stopping = false;
+    // Started with the first full block, and block buffers are allocated as
+    // they are first used: a small export costs one block and no thread.
     std::vector<std::thread> workers;
 
-    impl(byte_sink& d, const gzip_options& o) : down(d), block(o.block_size), level(o.level)
+    impl(byte_sink& d, const gzip_options& o)
+        : down(d), block(o.block_size), level(o.level), threads(o.threads)
     {
         if (o.level < 1 || o.level > 9)
             throw std::invalid_argument("gzip_sink: level must be 1..9");
         if (o.block_size < 64 * 1024)
             throw std::invalid_argument("gzip_sink: block_size must be at least 64 KiB");
-        {
-            deflater probe(level);
-            out_cap = probe.bound(block);
-        }
+        // zlib's bound for a stream of unknown settings assumes a 6-byte zlib
+        // wrapper; a gzip member's header and trailer take 18.
+        out_cap = deflateBound(nullptr, static_cast<uLong>(block)) + 18;
         slots.resize(o.threads == 0 ? 1 : 2 * std::size_t{o.threads});
-        for (slot& s : slots) {
+    }
+
+    void ensure_buffers(slot& s)
+    {
+        if (!s.in) {
             s.in = std::make_unique_for_overwrite<char[]>(block);
             s.out = std::make_unique_for_overwrite<unsigned char[]>(out_cap);
         }
-        if (o.threads == 0) {
-            inline_deflater = std::make_unique<deflater>(level);
-        } else {
-            workers.reserve(o.threads);
-            try {
-                for (unsigned i = 0; i < o.threads; ++i)
-                    workers.emplace_back([this] { work(); });
-            } catch (...) {
-                stop();
-                throw;
-            }
+    }
+
+    void start_workers()
+    {
+        if (!workers.empty())
+            return;
+        workers.reserve(threads);
+        try {
+            for (unsigned i = 0; i < threads; ++i)
+                workers.emplace_back([this] { work(); });
+        } catch (...) {
+            stop();
+            throw;
         }
     }
 
@@ -182,25 +192,28 @@ struct gzip_sink::impl {
         return true;
     }
 
-    void submit()
+    /// Hands the current block to a worker (or compresses it here), then
+    /// writes whatever members are ready, waiting only when every slot is
+    /// in flight.
+    void submit(bool last)
     {
         slot& s = slots[cur];
+        ensure_buffers(s);
         ++members;
-        if (inline_deflater) {
+        if (threads == 0 || (last && workers.empty())) {
+            if (!inline_deflater)
+                inline_deflater = std::make_unique<deflater>(level);
             s.out_len = inline_deflater->member(s.in.get(), s.in_len, s.out.get(), out_cap);
-            s.in_len = 0;
-            s.done = true;
-            in_flight = 1;
-            cur = 0;
-            write_oldest(false);
-            return;
+            s.done = true; // never queued: no worker can see this slot
+        } else {
+            start_workers();
+            {
+                std::lock_guard lk(m);
+                s.done = false;
+                queue.push_back(cur);
+            }
+            work_cv.notify_one();
         }
-        {
-            std::lock_guard lk(m);
-            s.done = false;
-            queue.push_back(cur);
-        }
-        work_cv.notify_one();
         ++in_flight;
         cur = (cur + 1) % slots.size();
         // Keep the downstream busy with whatever is already compressed, and
@@ -217,13 +230,14 @@ struct gzip_sink::impl {
             set_error(errc::stream_closed);
         while (!ec && taken < n) {
             slot& s = slots[cur];
+            ensure_buffers(s);
             const std::size_t k = std::min(n - taken, block - s.in_len);
             std::memcpy(s.in.get() + s.in_len, data + taken, k);
             s.in_len += k;
             taken += k;
             bytes_in += k;
             if (s.in_len == block)
-                submit();
+                submit(false);
         }
         out_ec = ec;
         return taken;
@@ -234,7 +248,7 @@ struct gzip_sink::impl {
         if (!finished && !ec) {
             // An empty stream is still one (empty) member: a valid .gz file.
             if (slots[cur].in_len != 0 || members == 0)
-                submit();
+                submit(true);
             while (in_flight > 0)
                 write_oldest(true);
             if (!ec) {

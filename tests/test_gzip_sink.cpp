@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
+#include <filesystem>
 #include <random>
 #include <string>
 
@@ -208,4 +209,48 @@ TEST_CASE("writing to a finished gzip stage is an error", "[gzip]")
     REQUIRE_FALSE(ec);
     CHECK(gz.write("x", 1, ec) == 0);
     CHECK(ec == errc::stream_closed);
+}
+
+namespace {
+std::size_t thread_count()
+{
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task"))
+        ++n;
+    return n;
+}
+} // namespace
+
+TEST_CASE("a stream smaller than one block starts no thread and still gunzips", "[gzip]")
+{
+    const std::string input = random_text(1000, 11);
+    const std::size_t before = thread_count();
+    string_byte_sink out;
+    {
+        gzip_sink gz(out, {.threads = 4, .block_size = 64 * 1024});
+        boost::system::error_code ec;
+        gz.write(input.data(), input.size(), ec);
+        CHECK(thread_count() == before);
+        gz.finish(ec);
+        REQUIRE_FALSE(ec);
+        CHECK(thread_count() == before);
+    }
+    std::string back;
+    int members = 0;
+    REQUIRE(gunzip_all(out.str(), back, members));
+    CHECK(back == input);
+    CHECK(members == 1);
+    // A larger stream does start its workers (and the output is the same as
+    // compressing inline).
+    const std::string big = random_text(5 * 64 * 1024 + 3, 12);
+    string_byte_sink threaded;
+    {
+        gzip_sink gz(threaded, {.threads = 2, .block_size = 64 * 1024});
+        boost::system::error_code ec;
+        gz.write(big.data(), big.size(), ec);
+        CHECK(thread_count() == before + 2);
+        gz.finish(ec);
+        REQUIRE_FALSE(ec);
+    }
+    CHECK(threaded.str() == compress(big, {.threads = 0, .block_size = 64 * 1024}, 1 << 20));
 }

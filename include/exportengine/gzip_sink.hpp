@@ -8,12 +8,15 @@
 // technique pigz uses — while the output stays in input order.
 //
 // Memory is bounded: at most `2 * threads` blocks (input + compressed) are
-// in flight, whatever the size of the stream.
+// in flight, whatever the size of the stream; block buffers are allocated as
+// they are first used.
 //
 // Threads: with `threads == 0` every block is compressed on the calling thread.
-// With `threads >= 1` the stage owns that many worker threads for its lifetime
-// and the calling thread only copies bytes in and writes finished members out;
-// the downstream sink is only ever called from the calling thread.
+// With `threads >= 1` the stage starts that many worker threads when its first
+// block fills (a stream smaller than one block is compressed at `finish` on
+// the calling thread, with no thread started) and joins them when destroyed;
+// the calling thread only copies bytes in and writes finished members out.
+// The downstream sink is only ever called from the calling thread.
 #pragma once
 
 #include <exportengine/byte_sink.hpp>
