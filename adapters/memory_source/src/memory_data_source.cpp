@@ -136,12 +136,6 @@ void memory_data_source::open_gate()
     cv_.notify_all();
 }
 
-std::size_t memory_data_source::batches_started() const
-{
-    std::lock_guard lk(mu_);
-    return batches_;
-}
-
 bool memory_data_source::wait_for_batches(std::size_t n, std::chrono::milliseconds timeout) const
 {
     std::unique_lock lk(mu_);

@@ -77,8 +77,6 @@ public:
     /// before tearing down: a batch waiting at the gate holds its thread.
     void close_gate();
     void open_gate();
-    /// Batches that have passed the gate so far (to wait for "running").
-    [[nodiscard]] std::size_t batches_started() const;
     /// Blocks until at least `n` batches have reached the gate (open or
     /// closed), or `timeout` passes. Returns whether they did.
     bool wait_for_batches(std::size_t n, std::chrono::milliseconds timeout) const;
