@@ -1,6 +1,6 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine exportengine_memory_source exportengine_filesystem_sink
+install(TARGETS exportengine exportengine_api exportengine_memory_source exportengine_filesystem_sink
   exportengine_hmac_url_signer exportengine_sqlite_job_store exportengine_sqlite_source
   EXPORT exportengineTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

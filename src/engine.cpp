@@ -826,11 +826,41 @@ void engine::do_download_url(std::int64_t account, std::string id, handler<downl
         link.url = m.signer.sign("GET", "/downloads/" + job->id, link.expires_at);
         link.row_count = job->row_count.value_or(0);
         link.file_size = job->file_size.value_or(0);
-        link.content_type = job->request.format.compression == compression_kind::gzip
-                                ? "application/gzip"
-                                : "text/csv; charset=utf-8";
+        link.content_type = download_content_type(*job);
         link.filename = download_filename(*job);
         return link;
+    });
+}
+
+void engine::do_find_download(std::string path, std::string expires, std::string signature,
+                              handler<download_file> h)
+{
+    impl_->api<download_file>(std::move(h), [this, path = std::move(path), expires = std::move(expires),
+                                             signature = std::move(signature)](error_code& ec) {
+        impl& m = *impl_;
+        static constexpr std::string_view prefix = "/downloads/";
+        const timestamp now = m.clk.now();
+        if (!path.starts_with(prefix)
+            || !m.signer.verify({.method = "GET", .path = path, .expires = expires, .signature = signature},
+                                now)) {
+            ec = errc::not_found;
+            return download_file{};
+        }
+        const std::string_view id = std::string_view(path).substr(prefix.size());
+        auto job = m.store.find(id, ec);
+        if (ec)
+            return download_file{};
+        if (!job || !job->is_available_for_download(now) || job->file_key.empty()) {
+            ec = errc::not_found;
+            return download_file{};
+        }
+        return download_file{
+            .export_id = job->id,
+            .file_key = job->file_key,
+            .file_size = job->file_size.value_or(0),
+            .content_type = std::string(download_content_type(*job)),
+            .filename = download_filename(*job),
+        };
     });
 }
 

@@ -135,4 +135,10 @@ std::string download_filename(const export_job& job)
     return name;
 }
 
+std::string_view download_content_type(const export_job& job) noexcept
+{
+    return job.request.format.compression == compression_kind::gzip ? "application/gzip"
+                                                                      : "text/csv; charset=utf-8";
+}
+
 } // namespace exportengine

@@ -139,6 +139,18 @@ struct download_link {
     std::string filename{};
 };
 
+/// A published file a signed URL may download (see async_find_download).
+struct download_file {
+    std::string export_id{};
+    /// The sink's key: the transport opens this, never a name from the URL.
+    std::string file_key{};
+    std::int64_t file_size = 0;
+    /// "text/csv; charset=utf-8" or "application/gzip".
+    std::string content_type{};
+    /// "contacts-<id>.csv", ... (see download_filename).
+    std::string filename{};
+};
+
 enum class log_level { debug, info, warning, error };
 
 /// Host hooks. `on_state_change` is called on the engine's control thread,
@@ -241,6 +253,24 @@ public:
             token, account_id, std::move(export_id));
     }
 
+    /// For a download route: checks a signed URL — `path` as it appeared in
+    /// the request ("/downloads/<exportId>"), `expires` and `signature` the
+    /// query values as received — with the signer, at the clock's now, and
+    /// returns the export's published file if the URL is valid and the export
+    /// is available now. Every refusal (bad or expired signature, unknown
+    /// export, file expired or not there) is errc::not_found, which the API
+    /// answers with 403. Completion: `void(error_code, download_file)`.
+    template <class Token>
+    auto async_find_download(std::string path, std::string expires, std::string signature,
+                             Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, download_file)>(
+            [this](auto handler, std::string p, std::string e, std::string s) {
+                do_find_download(std::move(p), std::move(e), std::move(s), std::move(handler));
+            },
+            token, std::move(path), std::move(expires), std::move(signature));
+    }
+
     /// Re-queues an expired or failed export with the same id and request.
     /// Errors: errc::not_found, errc::export_not_expired, errc::shutting_down,
     /// errc::store_failed. Completion: `void(error_code, export_snapshot)`.
@@ -279,6 +309,8 @@ private:
     void do_get(std::int64_t account, std::string id, handler<export_snapshot> h);
     void do_download_url(std::int64_t account, std::string id, handler<download_link> h);
     void do_regenerate(std::int64_t account, std::string id, handler<export_snapshot> h);
+    void do_find_download(std::string path, std::string expires, std::string signature,
+                          handler<download_file> h);
     void do_sweep(void_handler h);
 
     struct impl;

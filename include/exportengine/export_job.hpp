@@ -149,4 +149,8 @@ struct export_job {
 /// `delivery-reports-<id>.csv`, with `.gz` appended when compressed.
 [[nodiscard]] std::string download_filename(const export_job& job);
 
+/// The Content-Type a download is served with: "text/csv; charset=utf-8", or
+/// "application/gzip" when compressed.
+[[nodiscard]] std::string_view download_content_type(const export_job& job) noexcept;
+
 } // namespace exportengine

@@ -6,7 +6,7 @@
 namespace exportengine::cli {
 
 args::args(const std::vector<std::string>& argv, const std::set<std::string>& flags,
-           const std::set<std::string>& options)
+           const std::set<std::string>& options, const std::set<std::string>& repeatable)
 {
     for (std::size_t i = 0; i < argv.size(); ++i) {
         const std::string& a = argv[i];
@@ -23,7 +23,7 @@ args::args(const std::vector<std::string>& argv, const std::set<std::string>& fl
                 throw usage_error("--" + name + " takes no value");
             if (!flags_.insert(name).second)
                 throw usage_error("--" + name + " is given twice");
-        } else if (options.count(name) != 0) {
+        } else if (options.count(name) != 0 || repeatable.count(name) != 0) {
             std::string value;
             if (inline_value) {
                 value = *inline_value;
@@ -32,7 +32,9 @@ args::args(const std::vector<std::string>& argv, const std::set<std::string>& fl
                     throw usage_error("--" + name + " needs a value");
                 value = argv[++i];
             }
-            if (!values_.emplace(name, value).second)
+            if (repeatable.count(name) != 0)
+                repeated_[name].push_back(value);
+            else if (!values_.emplace(name, value).second)
                 throw usage_error("--" + name + " is given twice");
         } else {
             throw usage_error("unknown option '--" + name + "'");
@@ -83,6 +85,43 @@ std::int64_t args::integer_or(const std::string& name, std::int64_t fallback, st
         throw usage_error("--" + name + " must be between " + std::to_string(min) + " and "
                           + std::to_string(max));
     return n;
+}
+
+std::vector<std::string> args::get_all(const std::string& name) const
+{
+    const auto it = repeated_.find(name);
+    return it == repeated_.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::chrono::milliseconds args::duration_or(const std::string& name,
+                                            std::chrono::milliseconds fallback) const
+{
+    const auto v = get(name);
+    if (!v)
+        return fallback;
+    const std::string& s = *v;
+    std::size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9')
+        ++digits;
+    const std::string unit = s.substr(digits);
+    std::int64_t scale = 0;
+    if (unit == "ms")
+        scale = 1;
+    else if (unit == "s")
+        scale = 1000;
+    else if (unit == "m")
+        scale = 60'000;
+    else if (unit == "h")
+        scale = 3'600'000;
+    else if (unit == "d")
+        scale = 86'400'000;
+    std::int64_t n = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + digits, n);
+    if (digits == 0 || scale == 0 || ec != std::errc{} || n <= 0
+        || n > std::numeric_limits<std::int64_t>::max() / scale / 1000)
+        throw usage_error("--" + name + " must be a positive duration such as 500ms, 90s, 15m, 24h "
+                          "or 30d, not '" + s + "'");
+    return std::chrono::milliseconds{n * scale};
 }
 
 char parse_delimiter(const std::string& s)

@@ -11,5 +11,6 @@ namespace exportengine::cli {
 int bench_command(const std::vector<std::string>& argv);
 int seed_command(const std::vector<std::string>& argv);
 int export_command(const std::vector<std::string>& argv);
+int serve_command(const std::vector<std::string>& argv);
 
 } // namespace exportengine::cli

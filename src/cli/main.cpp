@@ -14,6 +14,11 @@ constexpr std::string_view usage =
     "usage: exportengine <command> [options]\n"
     "\n"
     "commands:\n"
+    "  serve --data-dir DIR --source DB --api-key KEY:ACCOUNT [--api-key ...]\n"
+    "       [--listen 127.0.0.1:8080] [--retention 24h] [--record-retention 30d] [--url-ttl 15m]\n"
+    "       [--workers N] [--public-url URL] [--signing-key FILE] [--previous-signing-key FILE ...]\n"
+    "       [--max-body BYTES] [--quiet]\n"
+    "      the HTTP API (SPEC 3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
     "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
     "       [--seed S] [--force]\n"
     "      create a deterministic sample database in the reference schema (SPEC 7)\n"
@@ -48,6 +53,8 @@ int main(int argc, char** argv)
             return exportengine::cli::seed_command(args);
         if (command == "export")
             return exportengine::cli::export_command(args);
+        if (command == "serve")
+            return exportengine::cli::serve_command(args);
         throw exportengine::cli::usage_error("unknown command '" + command
                                              + "' (try: exportengine --help)");
     } catch (const exportengine::cli::usage_error& e) {

@@ -1,0 +1,747 @@
+#include <exportengine/api.hpp>
+
+#include <exportengine/error.hpp>
+#include <exportengine/time_format.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <charconv>
+#include <stdexcept>
+
+namespace exportengine {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using boost::system::error_code;
+
+namespace {
+
+// -- small helpers ----------------------------------------------------------
+
+bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    if (a.size() != b.size())
+        return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = static_cast<char>(y - 'A' + 'a');
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+std::array<unsigned char, 32> sha256(std::string_view s)
+{
+    std::array<unsigned char, 32> md{};
+    unsigned int len = 0;
+    if (EVP_Digest(s.data(), s.size(), md.data(), &len, EVP_sha256(), nullptr) != 1 || len != md.size())
+        throw std::runtime_error("SHA-256 failed");
+    return md;
+}
+
+/// Export ids as SPEC §3 allows them: [A-Za-z0-9_-]{1,64}.
+bool is_export_id(std::string_view s) noexcept
+{
+    if (s.empty() || s.size() > 64)
+        return false;
+    for (const char c : s)
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+              || c == '-'))
+            return false;
+    return true;
+}
+
+bool is_blank(std::string_view s) noexcept
+{
+    for (const char c : s)
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+            return false;
+    return true;
+}
+
+std::string quote(std::string_view s)
+{
+    std::string out = "\"";
+    out.append(s);
+    out += '"';
+    return out;
+}
+
+/// A value for a message: short, and never the whole of a large input.
+std::string describe(const json::value& v)
+{
+    std::string s = json::serialize(v);
+    if (s.size() > 40)
+        s = s.substr(0, 37) + "...";
+    return s;
+}
+
+// -- responses ----------------------------------------------------------------
+
+api_response json_response(unsigned status, const json::value& body)
+{
+    api_response r;
+    r.status = status;
+    r.headers = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+    r.body = json::serialize(body);
+    return r;
+}
+
+api_response error(unsigned status, std::string_view code, std::string_view message)
+{
+    return http_api::error_response(status, code, message);
+}
+
+api_response invalid(std::string_view message) { return error(400, "INVALID_REQUEST", message); }
+
+api_response not_found()
+{
+    return error(404, "NOT_FOUND", "There is no export with this id in your account.");
+}
+
+api_response internal_error()
+{
+    return error(500, "INTERNAL_ERROR",
+                 "Something went wrong on our side. Try again in a moment; if it keeps happening, "
+                 "contact support.");
+}
+
+api_response method_not_allowed(std::string_view allow)
+{
+    api_response r = error(405, "METHOD_NOT_ALLOWED",
+                           "This route does not accept that method; the Allow header lists the ones "
+                           "it does.");
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+}
+
+/// The response for an engine error (the ones every operation shares).
+api_response from_engine_error(const error_code& ec)
+{
+    if (ec == errc::not_found)
+        return not_found();
+    if (ec == errc::export_not_ready)
+        return error(400, "EXPORT_NOT_READY",
+                     "The export is not ready yet. Poll GET /exports until isAvailableForDownload "
+                     "is true, then ask again.");
+    if (ec == errc::export_expired)
+        return error(400, "EXPORT_EXPIRED",
+                     "The export's file has expired. Regenerate it with POST /exports/{exportId}, "
+                     "then download it when it is ready again.");
+    if (ec == errc::export_failed)
+        return error(400, "EXPORT_FAILED",
+                     "The export failed, so there is no file to download. See its error in GET "
+                     "/exports, and regenerate it with POST /exports/{exportId}.");
+    if (ec == errc::export_not_expired)
+        return error(400, "EXPORT_NOT_EXPIRED",
+                     "The export has not expired or failed, so there is nothing to regenerate: "
+                     "download it if it is available, or wait for it to finish.");
+    if (ec == errc::idempotency_key_reused)
+        return error(400, "IDEMPOTENCY_KEY_REUSED",
+                     "This Idempotency-Key was already used with a different request. Use a new "
+                     "key for a new request.");
+    if (ec == errc::invalid_request)
+        return invalid("The request is not valid.");
+    if (ec == errc::shutting_down) {
+        api_response r = error(503, "SHUTTING_DOWN",
+                               "The server is shutting down and takes no new work. Retry in a few "
+                               "seconds.");
+        r.headers.emplace_back("Retry-After", "5");
+        return r;
+    }
+    return internal_error();
+}
+
+// -- views ----------------------------------------------------------------------
+
+json::value optional_time(const std::optional<timestamp>& t)
+{
+    return t ? json::value(format_rfc3339_ms(*t)) : json::value(nullptr);
+}
+
+json::value optional_int(const std::optional<std::int64_t>& v)
+{
+    return v ? json::value(*v) : json::value(nullptr);
+}
+
+/// SPEC §3's export view, as read at `as_of`.
+json::object view(const export_job& j, timestamp as_of)
+{
+    json::object o;
+    o.reserve(13);
+    o["exportId"] = j.id;
+    o["type"] = to_string(j.request.type);
+    const export_status status = j.effective_status(as_of);
+    o["status"] = to_string(status);
+    o["isAvailableForDownload"] = j.is_available_for_download(as_of);
+    o["createdAt"] = format_rfc3339_ms(j.created_at);
+    o["updatedAt"] = format_rfc3339_ms(j.updated_at);
+    o["completedAt"] = optional_time(j.completed_at);
+    o["expiresAt"] = optional_time(j.expires_at);
+    error_code ec;
+    json::value filters = json::parse(j.request.filters_json, ec);
+    if (ec || !filters.is_object())
+        filters = json::object{};
+    o["filters"] = std::move(filters);
+    o["compression"] = to_string(j.request.format.compression);
+    o["rowCount"] = optional_int(j.row_count);
+    o["fileSize"] = optional_int(j.file_size);
+    if (status == export_status::failed && j.error)
+        o["error"] = json::object{{"code", j.error->code}, {"message", j.error->message}};
+    else
+        o["error"] = nullptr;
+    return o;
+}
+
+api_response accepted(const export_snapshot& s)
+{
+    api_response r = json_response(202, view(s.job, s.as_of));
+    r.headers.emplace_back("Location", "/exports/" + s.job.id);
+    return r;
+}
+
+// -- request bodies -----------------------------------------------------------
+
+/// A SAX pass that finds a key repeated in one object (boost::json::parse
+/// keeps the last silently; `{"listIds":[1],"listIds":[]}` must not pass).
+struct duplicate_key_finder {
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    std::vector<std::vector<std::string>> objects; // keys of each open object
+    std::string key;
+    std::string duplicate;
+
+    bool on_document_begin(error_code&) { return true; }
+    bool on_document_end(error_code&) { return true; }
+    bool on_object_begin(error_code&)
+    {
+        objects.emplace_back();
+        return true;
+    }
+    bool on_object_end(std::size_t, error_code&)
+    {
+        objects.pop_back();
+        return true;
+    }
+    bool on_array_begin(error_code&) { return true; }
+    bool on_array_end(std::size_t, error_code&) { return true; }
+    bool on_key_part(std::string_view s, std::size_t, error_code&)
+    {
+        key.append(s);
+        return true;
+    }
+    bool on_key(std::string_view s, std::size_t, error_code& ec)
+    {
+        key.append(s);
+        auto& keys = objects.back();
+        for (const auto& k : keys)
+            if (k == key) {
+                duplicate = key;
+                ec = json::error::syntax; // stop: the caller reports `duplicate`
+                return false;
+            }
+        keys.push_back(std::move(key));
+        key.clear();
+        return true;
+    }
+    bool on_string_part(std::string_view, std::size_t, error_code&) { return true; }
+    bool on_string(std::string_view, std::size_t, error_code&) { return true; }
+    bool on_number_part(std::string_view, error_code&) { return true; }
+    bool on_int64(std::int64_t, std::string_view, error_code&) { return true; }
+    bool on_uint64(std::uint64_t, std::string_view, error_code&) { return true; }
+    bool on_double(double, std::string_view, error_code&) { return true; }
+    bool on_bool(bool, error_code&) { return true; }
+    bool on_null(error_code&) { return true; }
+    bool on_comment_part(std::string_view, error_code&) { return true; }
+    bool on_comment(std::string_view, error_code&) { return true; }
+};
+
+/// The body as a JSON object (an empty body is `{}`), or the 400 to send.
+std::variant<json::object, api_response> parse_object(std::string_view body)
+{
+    if (is_blank(body))
+        return json::object{};
+    error_code ec;
+    json::value v = json::parse(body, ec);
+    if (ec)
+        return error(400, "INVALID_JSON",
+                     "The request body is not valid JSON (UTF-8). Send a JSON object such as {}.");
+    if (!v.is_object())
+        return error(400, "INVALID_JSON", "The request body must be a JSON object such as {}.");
+    json::basic_parser<duplicate_key_finder> dup{json::parse_options{}};
+    dup.write_some(false, body.data(), body.size(), ec);
+    if (!dup.handler().duplicate.empty())
+        return invalid("The field \"" + dup.handler().duplicate
+                       + "\" appears more than once in the request body; send it once.");
+    return std::move(v.as_object());
+}
+
+/// A positive JSON integer ≤ 2^63−1 (not 1.0, not "1", not 0 or negative).
+std::optional<std::int64_t> positive_id(const json::value& v) noexcept
+{
+    if (v.is_int64() && v.get_int64() > 0)
+        return v.get_int64();
+    return std::nullopt;
+}
+
+/// `field`: a non-empty array of positive integer IDs, at most `max`.
+std::variant<std::vector<std::int64_t>, api_response> id_array(std::string_view field, const json::value& v,
+                                                               std::size_t max)
+{
+    if (!v.is_array())
+        return invalid(quote(field) + " must be a non-empty array of positive integer IDs, not "
+                       + describe(v) + ".");
+    const json::array& a = v.get_array();
+    if (a.empty())
+        return invalid(quote(field)
+                       + " must not be empty: leave the field out to export every contact.");
+    if (a.size() > max)
+        return invalid(quote(field) + " holds " + std::to_string(a.size()) + " IDs; at most "
+                       + std::to_string(max) + " are allowed in one export.");
+    std::vector<std::int64_t> ids;
+    ids.reserve(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto id = positive_id(a[i]);
+        if (!id)
+            return invalid(quote(field) + " must hold positive integer IDs (at most "
+                           "9223372036854775807); item " + std::to_string(i) + " is " + describe(a[i])
+                           + ".");
+        ids.push_back(*id);
+    }
+    return ids;
+}
+
+/// compression, delimiter and bom: true when `key` was one of them.
+std::optional<api_response> format_field(std::string_view key, const json::value& v, file_format& f,
+                                         bool& matched)
+{
+    matched = true;
+    if (key == "compression") {
+        if (v.is_string() && v.get_string() == "none")
+            f.compression = compression_kind::none;
+        else if (v.is_string() && v.get_string() == "gzip")
+            f.compression = compression_kind::gzip;
+        else
+            return invalid("\"compression\" must be \"none\" or \"gzip\", not " + describe(v) + ".");
+        return std::nullopt;
+    }
+    if (key == "delimiter") {
+        if (v.is_string() && v.get_string().size() == 1
+            && (v.get_string()[0] == ',' || v.get_string()[0] == ';' || v.get_string()[0] == '\t'))
+            f.delimiter = v.get_string()[0];
+        else
+            return invalid("\"delimiter\" must be \",\", \";\" or \"\\t\", not " + describe(v) + ".");
+        return std::nullopt;
+    }
+    if (key == "bom") {
+        if (!v.is_bool())
+            return invalid("\"bom\" must be true or false, not " + describe(v) + ".");
+        f.bom = v.get_bool();
+        return std::nullopt;
+    }
+    matched = false;
+    return std::nullopt;
+}
+
+api_response unknown_field(std::string_view key, std::string_view allowed)
+{
+    std::string shown(key.substr(0, 64));
+    return invalid("Unknown field \"" + shown + "\" in the request body; the fields are " + std::string(allowed)
+                   + ".");
+}
+
+std::variant<export_request, api_response> contacts_request(std::string_view body,
+                                                            const request_limits& limits)
+{
+    auto parsed = parse_object(body);
+    if (auto* r = std::get_if<api_response>(&parsed))
+        return std::move(*r);
+    const json::object& o = std::get<json::object>(parsed);
+    export_request req;
+    req.type = export_type::contacts;
+    contacts_filter filter;
+    json::object scope;
+    for (const auto& [key, value] : o) {
+        bool matched = false;
+        if (auto bad = format_field(key, value, req.format, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
+        if (key == "listIds" || key == "contactIds") {
+            const bool lists = key == "listIds";
+            auto ids = id_array(key, value, lists ? limits.max_list_ids : limits.max_contact_ids);
+            if (auto* r = std::get_if<api_response>(&ids))
+                return std::move(*r);
+            (lists ? filter.list_ids : filter.contact_ids) = std::move(std::get<0>(ids));
+            scope[key] = value;
+            continue;
+        }
+        return unknown_field(key, "listIds, contactIds, compression, delimiter and bom");
+    }
+    if (!filter.list_ids.empty() && !filter.contact_ids.empty())
+        return invalid("Give either \"listIds\" or \"contactIds\", not both (or neither, to export "
+                       "every contact).");
+    req.filter = std::move(filter);
+    req.filters_json = json::serialize(scope);
+    return req;
+}
+
+std::variant<export_request, api_response> delivery_reports_request(std::string_view body)
+{
+    auto parsed = parse_object(body);
+    if (auto* r = std::get_if<api_response>(&parsed))
+        return std::move(*r);
+    const json::object& o = std::get<json::object>(parsed);
+    export_request req;
+    req.type = export_type::delivery_reports;
+    delivery_reports_filter filter;
+    json::object scope;
+    for (const auto& [key, value] : o) {
+        bool matched = false;
+        if (auto bad = format_field(key, value, req.format, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
+        if (key == "campaignId") {
+            const auto id = positive_id(value);
+            if (!id)
+                return invalid("\"campaignId\" must be a positive integer (at most "
+                               "9223372036854775807), not " + describe(value) + ".");
+            filter.campaign_id = *id;
+            scope[key] = value;
+            continue;
+        }
+        if (key == "startDateTime" || key == "endDateTime") {
+            std::optional<timestamp> t;
+            if (value.is_string())
+                t = parse_rfc3339(value.get_string());
+            if (!t)
+                return invalid(quote(key) + " must be an RFC 3339 date-time with an offset, such as "
+                               "\"2026-01-31T00:00:00Z\" or \"2026-01-31T01:00:00+01:00\", not "
+                               + describe(value) + ".");
+            (key == "startDateTime" ? filter.start : filter.end) = *t;
+            scope[key] = value;
+            continue;
+        }
+        return unknown_field(key, "campaignId, startDateTime, endDateTime, compression, delimiter and bom");
+    }
+    if (filter.start.has_value() != filter.end.has_value())
+        return invalid("Give both \"startDateTime\" and \"endDateTime\" for a date range (the start is "
+                       "included, the end is not).");
+    if (!filter.campaign_id && !filter.start)
+        return invalid("Say which delivery reports to export: a \"campaignId\", a \"startDateTime\" "
+                       "and \"endDateTime\" range, or both.");
+    if (filter.start && *filter.start >= *filter.end)
+        return invalid("\"startDateTime\" must be before \"endDateTime\".");
+    req.filter = filter;
+    req.filters_json = json::serialize(scope);
+    return req;
+}
+
+// -- query strings ----------------------------------------------------------------
+
+struct query_param {
+    std::string_view name;
+    std::string_view value;
+};
+
+std::vector<query_param> split_query(std::string_view q)
+{
+    std::vector<query_param> out;
+    while (!q.empty()) {
+        const std::size_t amp = q.find('&');
+        const std::string_view item = q.substr(0, amp);
+        q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+        if (item.empty())
+            continue;
+        const std::size_t eq = item.find('=');
+        out.push_back(eq == std::string_view::npos ? query_param{item, {}}
+                                                   : query_param{item.substr(0, eq), item.substr(eq + 1)});
+    }
+    return out;
+}
+
+std::optional<std::int64_t> decimal(std::string_view s) noexcept
+{
+    if (s.empty() || s.size() > 18)
+        return std::nullopt;
+    std::int64_t v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size() || s[0] == '-')
+        return std::nullopt;
+    return v;
+}
+
+} // namespace
+
+// -- the public face -----------------------------------------------------------------
+
+std::string_view api_response::header(std::string_view name) const noexcept
+{
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name))
+            return v;
+    return {};
+}
+
+api_response http_api::error_response(unsigned status, std::string_view code, std::string_view message)
+{
+    return json_response(status, json::object{{"error", json::object{{"code", code}, {"message", message}}}});
+}
+
+std::vector<std::pair<std::string, std::string>> http_api::routes()
+{
+    return {{"GET", "/exports"},
+            {"POST", "/exports/contacts"},
+            {"POST", "/exports/delivery-reports"},
+            {"GET", "/exports/{exportId}"},
+            {"POST", "/exports/{exportId}"},
+            {"GET", "/downloads/{exportId}"}};
+}
+
+http_api::http_api(engine& eng, const api_options& options) : engine_(eng)
+{
+    for (const auto& [key, account] : options.api_keys) {
+        if (key.empty())
+            throw std::invalid_argument("an API key must not be empty");
+        if (account <= 0)
+            throw std::invalid_argument("an account id must be a positive integer");
+        keys_.emplace_back(sha256(key), account);
+    }
+}
+
+void http_api::do_handle(api_request r, response_handler h)
+{
+    const auto ex = asio::get_associated_executor(h, engine_.get_executor());
+
+    // Answers now, but never from inside the initiating call (Asio's rule).
+    auto reply = [&](api_response resp) {
+        auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
+        asio::post(engine_.get_executor(),
+                   [h = std::move(h), resp = std::move(resp), work = std::move(work)]() mutable {
+                       asio::dispatch(work, [h = std::move(h), resp = std::move(resp)]() mutable {
+                           std::move(h)(std::move(resp));
+                       });
+                   });
+    };
+    // Answers when an engine operation completes (already on `ex`).
+    auto later = [&](auto make_response) {
+        return asio::bind_executor(ex, [h = std::move(h), make_response](error_code ec, auto result) mutable {
+            std::move(h)(ec ? from_engine_error(ec) : make_response(std::move(result)));
+        });
+    };
+
+    try {
+        const std::string_view target = r.target;
+        const std::size_t qmark = target.find('?');
+        const std::string_view path = target.substr(0, qmark);
+        const std::string_view query = qmark == std::string_view::npos ? std::string_view{}
+                                                                       : target.substr(qmark + 1);
+        const bool get = r.method == "GET" || r.method == "HEAD";
+        const bool post = r.method == "POST";
+
+        // -- downloads: the signature is the credential ----------------------
+        static constexpr std::string_view downloads = "/downloads/";
+        if (path.starts_with(downloads)) {
+            if (!is_export_id(path.substr(downloads.size())))
+                return reply(not_found());
+            if (!get)
+                return reply(method_not_allowed("GET, HEAD"));
+            std::string_view expires, signature;
+            int seen_expires = 0, seen_signature = 0;
+            for (const auto& p : split_query(query)) {
+                if (p.name == "expires") {
+                    expires = p.value;
+                    ++seen_expires;
+                } else if (p.name == "signature") {
+                    signature = p.value;
+                    ++seen_signature;
+                }
+            }
+            if (seen_expires != 1 || seen_signature != 1)
+                return reply(error(403, "FORBIDDEN",
+                                   "This download link is incomplete; use the whole url from GET "
+                                   "/exports/{exportId}."));
+            engine_.async_find_download(
+                std::string(path), std::string(expires), std::string(signature),
+                asio::bind_executor(ex, [h = std::move(h)](error_code ec, download_file f) mutable {
+                    if (ec == errc::not_found)
+                        return std::move(h)(error(403, "FORBIDDEN",
+                                                  "This download link is invalid or has expired. Get "
+                                                  "a fresh one from GET /exports/{exportId}."));
+                    if (ec)
+                        return std::move(h)(internal_error());
+                    api_response resp;
+                    resp.status = 200;
+                    resp.headers = {{"Cache-Control", "private, no-store"}};
+                    resp.download = api_download{
+                        .export_id = f.export_id,
+                        .file_key = f.file_key,
+                        .file_size = f.file_size,
+                        .content_type = f.content_type,
+                        .content_disposition = "attachment; filename=\"" + f.filename + "\"",
+                    };
+                    std::move(h)(std::move(resp));
+                }));
+            return;
+        }
+
+        // -- the API: routes first, then the account --------------------------
+        enum class route { list, create_contacts, create_reports, by_id } which;
+        std::string_view id;
+        static constexpr std::string_view exports_slash = "/exports/";
+        if (path == "/exports") {
+            if (!get)
+                return reply(method_not_allowed("GET, HEAD"));
+            which = route::list;
+        } else if (path == "/exports/contacts" || path == "/exports/delivery-reports") {
+            if (!post)
+                return reply(method_not_allowed("POST"));
+            which = path == "/exports/contacts" ? route::create_contacts : route::create_reports;
+        } else if (path.starts_with(exports_slash) && is_export_id(path.substr(exports_slash.size()))) {
+            if (!get && !post)
+                return reply(method_not_allowed("GET, HEAD, POST"));
+            which = route::by_id;
+            id = path.substr(exports_slash.size());
+        } else {
+            return reply(error(404, "NOT_FOUND",
+                               path.starts_with(exports_slash)
+                                   ? "There is no export with this id in your account."
+                                   : "There is no such route. The API is described in docs/openapi.yaml."));
+        }
+
+        std::int64_t account = 0;
+        if (r.authorization) {
+            const std::string_view auth = *r.authorization;
+            if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) {
+                std::string_view key = auth.substr(7);
+                while (!key.empty() && key.front() == ' ')
+                    key.remove_prefix(1);
+                while (!key.empty() && key.back() == ' ')
+                    key.remove_suffix(1);
+                const auto digest = sha256(key);
+                // Every key is compared, each in constant time.
+                for (const auto& [d, acct] : keys_)
+                    if (CRYPTO_memcmp(d.data(), digest.data(), d.size()) == 0)
+                        account = acct;
+            }
+        }
+        if (account == 0) {
+            api_response resp = error(401, "UNAUTHORIZED",
+                                      "Send your API key in the Authorization header: "
+                                      "\"Authorization: Bearer <api key>\".");
+            resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+            return reply(std::move(resp));
+        }
+
+        if (post && r.idempotency_key) {
+            const std::string& k = *r.idempotency_key;
+            bool printable = true;
+            for (const char c : k)
+                printable = printable && c >= 0x20 && c <= 0x7e;
+            if (k.empty() || k.size() > 255 || !printable)
+                return reply(error(400, "INVALID_IDEMPOTENCY_KEY",
+                                   "The Idempotency-Key header must be 1 to 255 printable ASCII "
+                                   "characters."));
+        }
+
+        switch (which) {
+        case route::list: {
+            std::int64_t page = 0, limit = 10;
+            bool seen_page = false, seen_limit = false;
+            for (const auto& p : split_query(query)) {
+                const bool is_page = p.name == "page";
+                if (!is_page && p.name != "limit")
+                    return reply(error(400, "INVALID_QUERY",
+                                       "Unknown query parameter \"" + std::string(p.name.substr(0, 64))
+                                           + "\"; GET /exports takes page and limit."));
+                bool& seen = is_page ? seen_page : seen_limit;
+                if (seen)
+                    return reply(error(400, "INVALID_QUERY",
+                                       std::string(is_page ? "page" : "limit") + " is given twice; give it once."));
+                seen = true;
+                const auto v = decimal(p.value);
+                if (is_page) {
+                    if (!v)
+                        return reply(error(400, "INVALID_QUERY",
+                                           "page must be a whole number from 0 (the first page)."));
+                    page = *v;
+                } else {
+                    if (!v || *v < 1 || *v > 100)
+                        return reply(error(400, "INVALID_QUERY",
+                                           "limit must be a whole number from 1 to 100."));
+                    limit = *v;
+                }
+            }
+            engine_.async_list_exports(account, page, limit, later([](export_list l) {
+                json::array items;
+                items.reserve(l.jobs.size());
+                for (const export_job& j : l.jobs)
+                    items.emplace_back(view(j, l.as_of));
+                return json_response(200, json::object{{"exports", std::move(items)},
+                                                        {"page", l.page},
+                                                        {"limit", l.limit},
+                                                        {"total", l.total}});
+            }));
+            return;
+        }
+        case route::create_contacts:
+        case route::create_reports: {
+            auto req = which == route::create_contacts
+                           ? contacts_request(r.body, engine_.options().limits)
+                           : delivery_reports_request(r.body);
+            if (auto* bad = std::get_if<api_response>(&req))
+                return reply(std::move(*bad));
+            export_request& er = std::get<export_request>(req);
+            if (const std::string problem = validate_request(er, engine_.options().limits); !problem.empty())
+                return reply(invalid(problem));
+            engine_.async_create_export(account, std::move(er), std::move(r.idempotency_key),
+                                        later([](export_snapshot s) { return accepted(s); }));
+            return;
+        }
+        case route::by_id:
+            if (post) {
+                auto body = parse_object(r.body);
+                if (auto* bad = std::get_if<api_response>(&body))
+                    return reply(std::move(*bad));
+                if (!std::get<json::object>(body).empty())
+                    return reply(invalid("POST /exports/{exportId} takes no fields: it regenerates "
+                                         "the export as first requested. Send an empty body or {}."));
+                engine_.async_regenerate_export(account, std::string(id),
+                                                later([](export_snapshot s) { return accepted(s); }));
+                return;
+            }
+            engine_.async_get_download_url(account, std::string(id), later([](download_link l) {
+                return json_response(200, json::object{{"exportId", l.export_id},
+                                                       {"url", l.url},
+                                                       {"expiresAt", format_rfc3339_ms(l.expires_at)},
+                                                       {"fileExpiresAt", format_rfc3339_ms(l.file_expires_at)},
+                                                       {"rowCount", l.row_count},
+                                                       {"fileSize", l.file_size},
+                                                       {"contentType", l.content_type}});
+            }));
+            return;
+        }
+    } catch (const std::exception&) {
+        // Only allocation can throw above. If the handler has gone to the
+        // engine, the engine answers it.
+        if (h)
+            reply(internal_error());
+    }
+}
+
+} // namespace exportengine

@@ -1,0 +1,499 @@
+#include "http_server.hpp"
+
+#include <exportengine/error.hpp>
+#include <exportengine/time_format.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <set>
+#include <vector>
+
+namespace exportengine::cli {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+/// Closes a descriptor on every way out.
+struct unique_fd {
+    int fd = -1;
+    explicit unique_fd(int f) : fd(f) {}
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd()
+    {
+        if (fd >= 0)
+            ::close(fd);
+    }
+};
+
+/// pread(2) on `pool`, completing on the handler's executor: a cold read
+/// never stalls the server's thread.
+template <class Token>
+auto async_pread(asio::thread_pool::executor_type pool, int fd, char* data, std::size_t size,
+                 std::uint64_t offset, Token&& token)
+{
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [pool, fd, data, size, offset](auto handler) {
+            auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+            asio::post(pool, [handler = std::move(handler), work = std::move(work), fd, data, size,
+                              offset]() mutable {
+                error_code ec;
+                ssize_t n;
+                do
+                    n = ::pread(fd, data, size, static_cast<off_t>(offset));
+                while (n < 0 && errno == EINTR);
+                if (n < 0)
+                    ec.assign(errno, boost::system::system_category());
+                const std::size_t got = n < 0 ? 0 : static_cast<std::size_t>(n);
+                auto ex = work.get_executor();
+                asio::dispatch(ex, [handler = std::move(handler), ec, got]() mutable {
+                    std::move(handler)(ec, got);
+                });
+            });
+        },
+        token);
+}
+
+/// A single byte range of a file of `size` bytes: [first, last].
+struct byte_range {
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+};
+
+enum class range_kind { whole, partial, unsatisfiable };
+
+/// RFC 9110 §14.1.2 for one range; anything else (several ranges, bad
+/// syntax) means the whole file, as the RFC allows.
+range_kind parse_range(std::string_view header, std::uint64_t size, byte_range& out)
+{
+    constexpr std::string_view unit = "bytes=";
+    if (header.size() <= unit.size() || header.substr(0, unit.size()) != unit)
+        return range_kind::whole;
+    const std::string_view spec = header.substr(unit.size());
+    if (spec.find(',') != std::string_view::npos)
+        return range_kind::whole;
+    const std::size_t dash = spec.find('-');
+    if (dash == std::string_view::npos)
+        return range_kind::whole;
+    const auto number = [](std::string_view s, std::uint64_t& v) {
+        if (s.empty() || s.size() > 19)
+            return false;
+        const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        return ec == std::errc{} && p == s.data() + s.size();
+    };
+    const std::string_view a = spec.substr(0, dash), b = spec.substr(dash + 1);
+    std::uint64_t first = 0, last = 0;
+    if (a.empty()) { // suffix: the last `b` bytes
+        if (!number(b, last))
+            return range_kind::whole;
+        if (last == 0 || size == 0)
+            return range_kind::unsatisfiable;
+        out = {size - std::min(last, size), size - 1};
+        return range_kind::partial;
+    }
+    if (!number(a, first))
+        return range_kind::whole;
+    if (b.empty())
+        last = size == 0 ? 0 : size - 1;
+    else if (!number(b, last) || last < first)
+        return range_kind::whole;
+    if (first >= size)
+        return range_kind::unsatisfiable;
+    out = {first, std::min(last, size - 1)};
+    return range_kind::partial;
+}
+
+std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
+
+} // namespace
+
+struct http_server::impl : std::enable_shared_from_this<impl> {
+    struct connection {
+        explicit connection(tcp::socket s) : stream(std::move(s)) {}
+        beast::tcp_stream stream;
+        /// Waiting for the first byte of a request: closed at once on stop.
+        bool idle = true;
+        std::string remote;
+    };
+
+    asio::io_context& ioc;
+    http_api* api = nullptr;
+    const adapters::filesystem_sink& files;
+    http_server_options opt;
+    tcp::acceptor acceptor;
+    asio::thread_pool read_pool{2};
+    std::set<std::shared_ptr<connection>> connections;
+    bool stopping = false;
+    std::function<void()> on_stopped;
+    asio::steady_timer stop_timer;
+
+    impl(asio::io_context& c, const adapters::filesystem_sink& f, http_server_options o)
+        : ioc(c), files(f), opt(std::move(o)), acceptor(c), stop_timer(c)
+    {
+    }
+
+    void log(std::string_view line) const
+    {
+        if (opt.log)
+            opt.log(line);
+    }
+
+    void access_log(const connection& c, std::string_view method, std::string_view target, unsigned status,
+                    std::uint64_t bytes, std::chrono::steady_clock::time_point start) const
+    {
+        if (!opt.access_log || !opt.log)
+            return;
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        const std::string_view path = target.substr(0, target.find('?'));
+        char tail[96];
+        std::snprintf(tail, sizeof tail, ",\"status\":%u,\"bytes\":%llu,\"ms\":%.3f}", status,
+                      static_cast<unsigned long long>(bytes), ms);
+        std::string line = "{\"time\":\"" + format_rfc3339_ms(std::chrono::time_point_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now()))
+                           + "\",\"kind\":\"access\",\"remote\":" + json_string(c.remote)
+                           + ",\"method\":" + json_string(method) + ",\"path\":" + json_string(path) + tail;
+        log(line);
+    }
+
+    // -- writing responses ----------------------------------------------------
+
+    static void set_headers(http::response<http::string_body>& res, const api_response& r)
+    {
+        for (const auto& [name, value] : r.headers)
+            res.set(name, value);
+        res.set(http::field::server, "exportengine");
+    }
+
+    /// Sends a JSON (or empty) response; returns bytes of body sent.
+    asio::awaitable<std::pair<error_code, std::uint64_t>>
+    send(connection& c, const api_response& r, unsigned version, bool keep_alive, bool head)
+    {
+        http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+        set_headers(res, r);
+        res.body() = r.body;
+        res.keep_alive(keep_alive);
+        res.prepare_payload();
+        c.stream.expires_after(opt.write_timeout);
+        http::response_serializer<http::string_body> sr{res};
+        error_code ec;
+        if (head)
+            std::tie(ec, std::ignore) = co_await http::async_write_header(c.stream, sr, tuple_awaitable);
+        else
+            std::tie(ec, std::ignore) = co_await http::async_write(c.stream, sr, tuple_awaitable);
+        co_return std::pair{ec, head ? 0 : r.body.size()};
+    }
+
+    /// Streams a published file: HEAD, Range, 403 when it has gone.
+    asio::awaitable<std::tuple<error_code, unsigned, std::uint64_t>>
+    send_file(connection& c, const api_response& r, const http::request<http::string_body>& req,
+              bool keep_alive)
+    {
+        const api_download& d = *r.download;
+        const bool head = req.method() == http::verb::head;
+        std::int64_t size = 0;
+        error_code ec;
+        unique_fd fd(files.open_published(d.file_key, size, ec));
+        if (fd.fd < 0) {
+            // Deleted since the engine looked (expired and swept): the link
+            // no longer works. Anything else is ours to log.
+            const bool gone = ec == errc::not_found;
+            if (!gone)
+                log("{\"kind\":\"error\",\"message\":" + json_string("opening " + d.file_key + ": " + ec.message())
+                    + "}");
+            const api_response err =
+                gone ? http_api::error_response(403, "FORBIDDEN",
+                                                "This download link is invalid or has expired. Get a fresh "
+                                                "one from GET /exports/{exportId}.")
+                     : http_api::error_response(500, "INTERNAL_ERROR",
+                                                "Something went wrong on our side. Try again in a moment.");
+            auto [wec, n] = co_await send(c, err, req.version(), keep_alive, head);
+            co_return std::tuple{wec, err.status, n};
+        }
+        const std::uint64_t file_size = static_cast<std::uint64_t>(size);
+        byte_range range{0, file_size == 0 ? 0 : file_size - 1};
+        range_kind kind = range_kind::whole;
+        if (const auto h = req[http::field::range]; !h.empty() && req[http::field::if_range].empty())
+            kind = parse_range(h, file_size, range);
+        if (kind == range_kind::unsatisfiable) {
+            api_response err = http_api::error_response(
+                416, "RANGE_NOT_SATISFIABLE",
+                "The requested range starts past the end of the file (" + std::to_string(file_size)
+                    + " bytes).");
+            err.headers.emplace_back("Content-Range", "bytes */" + std::to_string(file_size));
+            auto [wec, n] = co_await send(c, err, req.version(), keep_alive, head);
+            co_return std::tuple{wec, 416u, n};
+        }
+        const std::uint64_t length = file_size == 0 ? 0 : range.last - range.first + 1;
+        const unsigned status = kind == range_kind::partial ? 206 : 200;
+
+        http::response<http::empty_body> res{static_cast<http::status>(status), req.version()};
+        for (const auto& [name, value] : r.headers)
+            res.set(name, value);
+        res.set(http::field::server, "exportengine");
+        res.set(http::field::content_type, d.content_type);
+        res.set(http::field::content_disposition, d.content_disposition);
+        res.set(http::field::accept_ranges, "bytes");
+        if (kind == range_kind::partial)
+            res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-"
+                                                    + std::to_string(range.last) + "/"
+                                                    + std::to_string(file_size));
+        res.content_length(length);
+        res.keep_alive(keep_alive);
+        http::response_serializer<http::empty_body> sr{res};
+        c.stream.expires_after(opt.write_timeout);
+        auto [hec, hn] = co_await http::async_write_header(c.stream, sr, tuple_awaitable);
+        (void)hn;
+        if (hec || head)
+            co_return std::tuple{hec, status, std::uint64_t{0}};
+
+        std::vector<char> buffer(std::min<std::uint64_t>(opt.download_chunk_size, std::max<std::uint64_t>(length, 1)));
+        std::uint64_t offset = range.first, sent = 0;
+        while (sent < length) {
+            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length - sent));
+            auto [rec, got] = co_await async_pread(read_pool.get_executor(), fd.fd, buffer.data(), want, offset,
+                                                   tuple_awaitable);
+            if (rec || got == 0) {
+                // The file shrank or the disk failed after the header went
+                // out: all we can do is cut the connection short.
+                log("{\"kind\":\"error\",\"message\":"
+                    + json_string("reading " + d.file_key + ": "
+                                  + (rec ? rec.message() : std::string("unexpected end of file")))
+                    + "}");
+                co_return std::tuple{rec ? rec : make_error_code(errc::internal_error), status, sent};
+            }
+            c.stream.expires_after(opt.write_timeout);
+            auto [wec, wn] = co_await asio::async_write(c.stream, asio::buffer(buffer.data(), got), tuple_awaitable);
+            if (wec)
+                co_return std::tuple{wec, status, sent};
+            sent += wn;
+            offset += wn;
+        }
+        co_return std::tuple{error_code{}, status, sent};
+    }
+
+    // -- one connection ----------------------------------------------------------
+
+    asio::awaitable<void> session(std::shared_ptr<connection> c)
+    {
+        beast::flat_buffer buffer;
+        bool first = true;
+        for (;;) {
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(static_cast<std::uint32_t>(opt.max_header_size));
+            parser.body_limit(opt.max_body_size);
+            c->idle = buffer.size() == 0;
+            if (stopping && c->idle)
+                break;
+            c->stream.expires_after(first ? opt.request_timeout : opt.idle_timeout);
+            first = false;
+            auto [ec, n] = co_await http::async_read_header(c->stream, buffer, parser, tuple_awaitable);
+            (void)n;
+            c->idle = false;
+            const auto start = std::chrono::steady_clock::now();
+            if (ec) {
+                if (ec == http::error::header_limit) {
+                    const auto r = http_api::error_response(
+                        431, "HEADERS_TOO_LARGE",
+                        "The request headers are too large (at most "
+                            + std::to_string(opt.max_header_size / 1024) + " KiB).");
+                    co_await send(*c, r, 11, false, false);
+                    access_log(*c, "-", "-", 431, r.body.size(), start);
+                } else if (ec != http::error::end_of_stream && ec != beast::error::timeout
+                           && ec != asio::error::operation_aborted && ec != asio::error::connection_reset
+                           && ec != http::error::partial_message && ec != asio::error::eof) {
+                    const auto r = http_api::error_response(400, "BAD_REQUEST",
+                                                            "The request is not valid HTTP/1.1.");
+                    co_await send(*c, r, 11, false, false);
+                    access_log(*c, "-", "-", 400, r.body.size(), start);
+                }
+                break;
+            }
+            auto& req = parser.get();
+            const bool head = req.method() == http::verb::head;
+            if (const auto len = parser.content_length(); len && *len > opt.max_body_size) {
+                const auto r = http_api::error_response(
+                    413, "PAYLOAD_TOO_LARGE",
+                    "The request body is too large (at most " + std::to_string(opt.max_body_size / (1024 * 1024))
+                        + " MiB).");
+                co_await send(*c, r, req.version(), false, head);
+                access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
+                break;
+            }
+            if (!parser.is_done()) {
+                if (beast::iequals(req[http::field::expect], "100-continue")) {
+                    http::response<http::empty_body> cont{http::status::continue_, req.version()};
+                    c->stream.expires_after(opt.write_timeout);
+                    auto [cec, cn] = co_await http::async_write(c->stream, cont, tuple_awaitable);
+                    (void)cn;
+                    if (cec)
+                        break;
+                }
+                c->stream.expires_after(opt.request_timeout);
+                auto [bec, bn] = co_await http::async_read(c->stream, buffer, parser, tuple_awaitable);
+                (void)bn;
+                if (bec == http::error::body_limit) {
+                    const auto r = http_api::error_response(
+                        413, "PAYLOAD_TOO_LARGE",
+                        "The request body is too large (at most "
+                            + std::to_string(opt.max_body_size / (1024 * 1024)) + " MiB).");
+                    co_await send(*c, r, req.version(), false, head);
+                    access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
+                    break;
+                }
+                if (bec)
+                    break;
+            }
+
+            api_request ar;
+            ar.method = std::string(req.method_string());
+            ar.target = std::string(req.target());
+            if (const auto it = req.find(http::field::authorization); it != req.end())
+                ar.authorization = std::string(it->value());
+            if (const auto it = req.find("Idempotency-Key"); it != req.end())
+                ar.idempotency_key = std::string(it->value());
+            ar.body = std::move(req.body());
+            const api_response r = co_await api->async_handle(std::move(ar), asio::use_awaitable);
+
+            const bool keep_alive = req.keep_alive() && !stopping;
+            error_code wec;
+            unsigned status = r.status;
+            std::uint64_t bytes = 0;
+            if (r.download)
+                std::tie(wec, status, bytes) = co_await send_file(*c, r, req, keep_alive);
+            else
+                std::tie(wec, bytes) = co_await send(*c, r, req.version(), keep_alive, head);
+            access_log(*c, req.method_string(), req.target(), status, bytes, start);
+            if (wec || !keep_alive)
+                break;
+        }
+        error_code ignored;
+        c->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        c->stream.close();
+    }
+
+    asio::awaitable<void> accept_loop()
+    {
+        auto self = shared_from_this();
+        asio::steady_timer backoff(ioc);
+        for (;;) {
+            auto [ec, socket] = co_await acceptor.async_accept(tuple_awaitable);
+            if (stopping)
+                break;
+            if (ec) {
+                // EMFILE and friends: wait a little instead of spinning.
+                log("{\"kind\":\"error\",\"message\":" + json_string("accept: " + ec.message()) + "}");
+                backoff.expires_after(50ms);
+                co_await backoff.async_wait(tuple_awaitable);
+                continue;
+            }
+            if (connections.size() >= opt.max_connections) {
+                error_code ignored;
+                socket.close(ignored);
+                continue;
+            }
+            error_code ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            auto c = std::make_shared<connection>(std::move(socket));
+            const auto remote = c->stream.socket().remote_endpoint(ignored);
+            c->remote = remote.address().to_string();
+            connections.insert(c);
+            asio::co_spawn(ioc, session(c), [self, c](std::exception_ptr e) {
+                if (e) {
+                    try {
+                        std::rethrow_exception(e);
+                    } catch (const std::exception& x) {
+                        self->log("{\"kind\":\"error\",\"message\":" + json_string(std::string("connection: ") + x.what())
+                                  + "}");
+                    }
+                }
+                self->connections.erase(c);
+                self->maybe_stopped();
+            });
+        }
+    }
+
+    void maybe_stopped()
+    {
+        if (stopping && connections.empty() && on_stopped) {
+            stop_timer.cancel();
+            auto done = std::move(on_stopped);
+            on_stopped = nullptr;
+            done();
+        }
+    }
+};
+
+http_server::http_server(asio::io_context& ioc, const adapters::filesystem_sink& files,
+                         http_server_options options)
+    : impl_(std::make_shared<impl>(ioc, files, std::move(options)))
+{
+}
+
+http_server::~http_server()
+{
+    impl_->read_pool.join();
+}
+
+tcp::endpoint http_server::listen(const tcp::endpoint& endpoint)
+{
+    impl_->acceptor.open(endpoint.protocol());
+    impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    impl_->acceptor.bind(endpoint);
+    impl_->acceptor.listen(asio::socket_base::max_listen_connections);
+    return impl_->acceptor.local_endpoint();
+}
+
+void http_server::start(http_api& api)
+{
+    impl_->api = &api;
+    asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
+}
+
+void http_server::stop(std::chrono::milliseconds deadline, std::function<void()> done)
+{
+    asio::post(impl_->ioc, [self = impl_, deadline, done = std::move(done)]() mutable {
+        self->stopping = true;
+        self->on_stopped = std::move(done);
+        error_code ignored;
+        self->acceptor.close(ignored);
+        for (const auto& c : self->connections)
+            if (c->idle)
+                c->stream.socket().cancel(ignored);
+        self->stop_timer.expires_after(deadline);
+        self->stop_timer.async_wait([self](error_code ec) {
+            if (ec)
+                return;
+            error_code ignored2;
+            for (const auto& c : self->connections)
+                c->stream.socket().cancel(ignored2);
+        });
+        self->maybe_stopped();
+    });
+}
+
+} // namespace exportengine::cli
