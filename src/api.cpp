@@ -6,6 +6,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -538,10 +539,23 @@ void http_api::do_handle(api_request r, response_handler h)
                        });
                    });
     };
-    // Answers when an engine operation completes (already on `ex`).
+    // Answers when an engine operation completes. The response (JSON views)
+    // is built right where the engine finishes, on its I/O pool (the system
+    // executor runs it inline), and only the finished response goes to the
+    // handler's executor: the host's I/O thread never builds JSON.
     auto later = [&](auto make_response) {
-        return asio::bind_executor(ex, [h = std::move(h), make_response](error_code ec, auto result) mutable {
-            std::move(h)(ec ? from_engine_error(ec) : make_response(std::move(result)));
+        auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
+        return asio::bind_executor(asio::system_executor(), [h = std::move(h), work = std::move(work),
+                                                            make_response](error_code ec, auto result) mutable {
+            api_response resp;
+            try {
+                resp = ec ? from_engine_error(ec) : make_response(std::move(result));
+            } catch (const std::exception&) {
+                resp = internal_error();
+            }
+            asio::dispatch(work, [h = std::move(h), resp = std::move(resp)]() mutable {
+                std::move(h)(std::move(resp));
+            });
         });
     };
 

@@ -192,14 +192,14 @@ private:
 // ---------------------------------------------------------------------------
 // Opening
 
-TEST_CASE("sqlite_job_store creates a WAL database at schema version 1", "[store]")
+TEST_CASE("sqlite_job_store creates a WAL database at schema version 2", "[store]")
 {
     test::temp_dir dir;
     const auto path = dir.file("jobs.db");
     { sqlite_job_store store{path}; }
     raw_db raw{path};
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.text("PRAGMA user_version") == "1");
+    CHECK(raw.text("PRAGMA user_version") == "2");
     // Reopening an up-to-date file migrates nothing and works.
     CHECK_NOTHROW(sqlite_job_store{path});
 }
@@ -244,9 +244,67 @@ TEST_CASE("sqlite_job_store refuses a database from a newer schema version", "[s
     { sqlite_job_store store{path}; }
     {
         raw_db raw{path};
-        REQUIRE(raw.exec("PRAGMA user_version = 2") == SQLITE_OK);
+        REQUIRE(raw.exec("PRAGMA user_version = 3") == SQLITE_OK);
     }
     CHECK_THROWS_AS(sqlite_job_store{path}, std::system_error);
+}
+
+TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once, then kept", "[store]")
+{
+    store_fixture f;
+    for (const char* id : {"a0", "a1", "a2", "a3", "a4"})
+        f.create(id, 1);
+    f.create("b0", 2);
+    f.store.reset();
+    {
+        // Version 1 as it was: no per-account total, v1's triggers.
+        raw_db raw{f.path};
+        REQUIRE(raw.exec(R"sql(
+            DROP TRIGGER jobs_count_insert;
+            DROP TRIGGER jobs_count_delete;
+            ALTER TABLE account_queue DROP COLUMN total;
+            CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+                INSERT INTO account_queue (account_id, queued, running, last_claim)
+                VALUES (NEW.account_id, NEW.status = 'queued', NEW.status = 'processing',
+                        IFNULL((SELECT MAX(last_claim) FROM account_queue WHERE last_claim < 0),
+                               -1000000000000000) + 1)
+                ON CONFLICT (account_id) DO UPDATE SET
+                    queued = queued + (NEW.status = 'queued'),
+                    running = running + (NEW.status = 'processing');
+            END;
+            CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+                UPDATE account_queue SET
+                    queued = queued - (OLD.status = 'queued'),
+                    running = running - (OLD.status = 'processing')
+                WHERE account_id = OLD.account_id;
+            END;
+            PRAGMA user_version = 1;)sql")
+                == SQLITE_OK);
+    }
+    f.reopen();
+    {
+        raw_db raw{f.path};
+        CHECK(raw.text("PRAGMA user_version") == "2");
+    }
+    const auto total = [&](std::int64_t account) {
+        auto p = f.store->list(account, 0, 10, f.ec);
+        REQUIRE_FALSE(f.ec);
+        return p.total;
+    };
+    CHECK(total(1) == 5);
+    CHECK(total(2) == 1);
+    CHECK(total(3) == 0);
+    f.create("a5", 1);
+    f.create("c0", 3);
+    CHECK(total(1) == 6);
+    CHECK(total(3) == 1);
+    // Deleting (what prune does) takes them off the count too.
+    {
+        raw_db raw{f.path};
+        REQUIRE(raw.exec("DELETE FROM jobs WHERE id = 'c0'") == SQLITE_OK);
+    }
+    CHECK(total(3) == 0);
+    CHECK(f.list_ids(3, 0, 10).empty());
 }
 
 // ---------------------------------------------------------------------------

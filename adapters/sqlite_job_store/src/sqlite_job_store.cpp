@@ -122,11 +122,40 @@ CREATE TABLE stale_files (
 ) WITHOUT ROWID;
 )sql";
 
+// v2: each account's number of jobs, kept by the same triggers, so the
+// list's `total` is one row read instead of a count over the account's jobs
+// (at 10,000 jobs the count was most of a list request's time).
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE account_queue ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+UPDATE account_queue SET total =
+    (SELECT COUNT(*) FROM jobs WHERE jobs.account_id = account_queue.account_id);
+DROP TRIGGER jobs_count_insert;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO account_queue (account_id, queued, running, last_claim, total)
+    VALUES (NEW.account_id, NEW.status = 'queued', NEW.status = 'processing',
+            IFNULL((SELECT MAX(last_claim) FROM account_queue WHERE last_claim < 0),
+                   -1000000000000000) + 1, 1)
+    ON CONFLICT (account_id) DO UPDATE SET
+        queued = queued + (NEW.status = 'queued'),
+        running = running + (NEW.status = 'processing'),
+        total = total + 1;
+END;
+DROP TRIGGER jobs_count_delete;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE account_queue SET
+        queued = queued - (OLD.status = 'queued'),
+        running = running - (OLD.status = 'processing'),
+        total = total - 1
+    WHERE account_id = OLD.account_id;
+END;
+)sql";
+
 using migration = void (*)(SQLite::Database&);
 
 void migrate_to_v1(SQLite::Database& db) { db.exec(schema_v1); }
+void migrate_to_v2(SQLite::Database& db) { db.exec(schema_v2); }
 
-constexpr std::array<migration, 1> migrations{&migrate_to_v1};
+constexpr std::array<migration, 2> migrations{&migrate_to_v1, &migrate_to_v2};
 
 // Every query that reads a whole job selects these columns, in this order
 // (read_job's indexes).
@@ -329,7 +358,8 @@ const char* const put_key =
     "INSERT OR REPLACE INTO idempotency_keys (account_id, \"key\", request_hash, job_id, created_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5)";
 
-const char* const count_account = "SELECT COUNT(*) FROM jobs WHERE account_id = ?1";
+const char* const count_account =
+    "SELECT IFNULL((SELECT total FROM account_queue WHERE account_id = ?1), 0)";
 const char* const page_account = "SELECT " EE_JOB_COLUMNS " FROM jobs WHERE account_id = ?1 "
                                  "ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3";
 
