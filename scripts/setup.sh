@@ -12,7 +12,7 @@ packages=(
   libsqlitecpp-dev libsqlite3-dev
   libssl-dev zlib1g-dev
   # tests and benchmarks
-  catch2 libbenchmark-dev python3
+  catch2 libbenchmark-dev python3 python3-yaml
   # real tools the tests and benchmarks read our output with / compare against
   gzip pigz sqlite3 curl time
 )

@@ -35,7 +35,9 @@
 //   INVALID_QUERY, INVALID_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_REUSED,
 //   EXPORT_NOT_READY, EXPORT_EXPIRED, EXPORT_FAILED, EXPORT_NOT_EXPIRED (400),
 //   FORBIDDEN (403, downloads), SHUTTING_DOWN (503, with Retry-After) and
-//   INTERNAL_ERROR (500, never with internals).
+//   INTERNAL_ERROR (500, never with internals). A transport adds its own with
+//   error_response(): `exportengine serve` uses BAD_REQUEST (400, not HTTP),
+//   HEADERS_TOO_LARGE (431) and RANGE_NOT_SATISFIABLE (416, downloads).
 // - Query strings: only `page` and `limit` on GET /exports, each at most
 //   once, as plain decimal integers; any other parameter is 400 INVALID_QUERY
 //   (a typo such as `limt=50` must not silently return 10 rows). Other routes
