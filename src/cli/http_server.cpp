@@ -128,6 +128,16 @@ range_kind parse_range(std::string_view header, std::uint64_t size, byte_range& 
     return range_kind::partial;
 }
 
+/// "8 MiB", "64 KiB", "70000 bytes": a size a person can act on.
+std::string size_text(std::size_t n)
+{
+    if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
+        return std::to_string(n / (1024 * 1024)) + " MiB";
+    if (n >= 1024 && n % 1024 == 0)
+        return std::to_string(n / 1024) + " KiB";
+    return std::to_string(n) + " bytes";
+}
+
 std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
 
 } // namespace
@@ -296,6 +306,13 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         co_return std::tuple{error_code{}, status, sent};
     }
 
+    [[nodiscard]] api_response too_large() const
+    {
+        return http_api::error_response(413, "PAYLOAD_TOO_LARGE",
+                                        "The request body is too large: at most " + size_text(opt.max_body_size)
+                                            + " are accepted.");
+    }
+
     // -- one connection ----------------------------------------------------------
 
     asio::awaitable<void> session(std::shared_ptr<connection> c)
@@ -319,10 +336,17 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                 if (ec == http::error::header_limit) {
                     const auto r = http_api::error_response(
                         431, "HEADERS_TOO_LARGE",
-                        "The request headers are too large (at most "
-                            + std::to_string(opt.max_header_size / 1024) + " KiB).");
+                        "The request headers are too large: at most " + size_text(opt.max_header_size)
+                            + " are accepted.");
                     co_await send(*c, r, 11, false, false);
                     access_log(*c, "-", "-", 431, r.body.size(), start);
+                } else if (ec == http::error::body_limit) {
+                    // Beast refuses a Content-Length over the limit as soon
+                    // as it reads the header.
+                    const auto& req = parser.get();
+                    const auto r = too_large();
+                    co_await send(*c, r, req.version(), false, req.method() == http::verb::head);
+                    access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                 } else if (ec != http::error::end_of_stream && ec != beast::error::timeout
                            && ec != asio::error::operation_aborted && ec != asio::error::connection_reset
                            && ec != http::error::partial_message && ec != asio::error::eof) {
@@ -336,10 +360,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
             auto& req = parser.get();
             const bool head = req.method() == http::verb::head;
             if (const auto len = parser.content_length(); len && *len > opt.max_body_size) {
-                const auto r = http_api::error_response(
-                    413, "PAYLOAD_TOO_LARGE",
-                    "The request body is too large (at most " + std::to_string(opt.max_body_size / (1024 * 1024))
-                        + " MiB).");
+                const auto r = too_large();
                 co_await send(*c, r, req.version(), false, head);
                 access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                 break;
@@ -357,10 +378,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                 auto [bec, bn] = co_await http::async_read(c->stream, buffer, parser, tuple_awaitable);
                 (void)bn;
                 if (bec == http::error::body_limit) {
-                    const auto r = http_api::error_response(
-                        413, "PAYLOAD_TOO_LARGE",
-                        "The request body is too large (at most "
-                            + std::to_string(opt.max_body_size / (1024 * 1024)) + " MiB).");
+                    const auto r = too_large();
                     co_await send(*c, r, req.version(), false, head);
                     access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                     break;
