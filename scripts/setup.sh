@@ -14,7 +14,7 @@ packages=(
   # tests and benchmarks
   catch2 libbenchmark-dev python3 python3-yaml
   # real tools the tests and benchmarks read our output with / compare against
-  gzip pigz sqlite3 curl time
+  gzip pigz sqlite3 curl time wrk
 )
 
 missing=()
