@@ -735,7 +735,7 @@ void http_api::do_handle(api_request r, response_handler h)
                 if (!std::get<json::object>(body).empty())
                     return reply(invalid("POST /exports/{exportId} takes no fields: it regenerates "
                                          "the export as first requested. Send an empty body or {}."));
-                engine_.async_regenerate_export(account, std::string(id),
+                engine_.async_regenerate_export(account, std::string(id), std::move(r.idempotency_key),
                                                 later([](export_snapshot s) { return accepted(s); }));
                 return;
             }

@@ -864,24 +864,39 @@ void engine::do_find_download(std::string path, std::string expires, std::string
     });
 }
 
-void engine::do_regenerate(std::int64_t account, std::string id, handler<export_snapshot> h)
+void engine::do_regenerate(std::int64_t account, std::string id, std::optional<std::string> key,
+                           handler<export_snapshot> h)
 {
-    impl_->api<export_snapshot>(std::move(h), [this, account, id = std::move(id)](error_code& ec) {
+    impl_->api<export_snapshot>(std::move(h), [this, account, id = std::move(id),
+                                               key = std::move(key)](error_code& ec) {
         impl& m = *impl_;
         if (!m.accepting) {
             ec = errc::shutting_down;
             return export_snapshot{};
         }
+        if (key && (key->empty() || key->size() > 255)) {
+            ec = errc::invalid_request;
+            return export_snapshot{};
+        }
         const timestamp now = m.clk.now();
-        auto job = m.store.regenerate(account, id, now, ec);
-        if (ec || !job) {
+        std::optional<idempotency_key> idem;
+        if (key)
+            idem = idempotency_key{.key = *key,
+                                   .request_hash = detail::regenerate_hash(id),
+                                   .not_before = now - m.opt.idempotency_window};
+        auto res = m.store.regenerate(account, id, now, idem, ec);
+        if (ec || !res) {
             if (!ec)
                 ec = errc::not_found;
             return export_snapshot{};
         }
-        m.notify(*job);
-        m.wake();
-        return export_snapshot{std::move(*job), now};
+        if (res->regenerated) {
+            m.notify(res->job);
+            m.wake();
+        } else {
+            m.overlay_progress(res->job);
+        }
+        return export_snapshot{std::move(res->job), now};
     });
 }
 

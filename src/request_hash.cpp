@@ -49,9 +49,10 @@ std::string canonical_request(const export_request& r)
     return s;
 }
 
-std::string request_hash(const export_request& r)
+namespace {
+
+std::string sha256_hex(std::string_view text)
 {
-    const std::string text = canonical_request(r);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1)
@@ -64,6 +65,17 @@ std::string request_hash(const export_request& r)
         out += hex[md[i] & 0xF];
     }
     return out;
+}
+
+} // namespace
+
+std::string request_hash(const export_request& r) { return sha256_hex(canonical_request(r)); }
+
+std::string regenerate_hash(std::string_view id)
+{
+    std::string text = "v1|regenerate|";
+    text += id;
+    return sha256_hex(text);
 }
 
 } // namespace exportengine::detail

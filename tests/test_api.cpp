@@ -427,10 +427,21 @@ TEST_CASE("api: a failed export shows its error; download refused; regenerate wo
     CHECK(f.call("GET", "/exports/" + id).code() == "EXPORT_FAILED");
     CHECK(f.call("POST", "/exports/bogus-but-well-formed").code() == "NOT_FOUND");
     f.source.set_fault(std::nullopt);
-    CHECK(f.call("POST", "/exports/" + id, "{}").status() == 202);
     CHECK(f.call("POST", "/exports/" + id, R"({"listIds":[1]})").code() == "INVALID_REQUEST");
+    const reply first = f.call("POST", "/exports/" + id, "{}", "Bearer key-one", "regen-1");
+    CHECK(first.status() == 202);
+    CHECK(first.body.at("status") == "queued");
     REQUIRE(f.events.wait_for(id, export_status::available));
     CHECK(f.view_of(id).at("error").is_null());
+    // A retry with the same key answers again (the export as it is now)
+    // instead of EXPORT_NOT_EXPIRED; without the key it is refused.
+    const reply retry = f.call("POST", "/exports/" + id, "", "Bearer key-one", "regen-1");
+    CHECK(retry.status() == 202);
+    CHECK(retry.str("exportId") == id);
+    CHECK(retry.body.at("status") == "available");
+    CHECK(f.call("POST", "/exports/" + id, "").code() == "EXPORT_NOT_EXPIRED");
+    CHECK(f.call("POST", "/exports/contacts", "{}", "Bearer key-one", "regen-1").code() == "IDEMPOTENCY_KEY_REUSED");
+    CHECK(f.events.statuses_of(id).size() == 6); // queued processing failed queued processing available
 }
 
 TEST_CASE("api: another account's export is a 404, everywhere", "[api][isolation]")

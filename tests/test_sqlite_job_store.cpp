@@ -144,6 +144,16 @@ struct store_fixture {
     }
 };
 
+/// regenerate without a key, as the optional job.
+std::optional<export_job> regen(store_fixture& f, std::int64_t account, std::string_view id)
+{
+    auto r = f.store->regenerate(account, id, f.clock.now(), std::nullopt, f.ec);
+    if (!r)
+        return std::nullopt;
+    CHECK(r->regenerated);
+    return std::move(r->job);
+}
+
 void require_same(const export_job& a, const export_job& b)
 {
     CHECK(a.id == b.id);
@@ -305,6 +315,49 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
     }
     CHECK(total(3) == 0);
     CHECK(f.list_ids(3, 0, 10).empty());
+}
+
+TEST_CASE("sqlite_job_store: a regenerate with an idempotency key answers its retries", "[store]")
+{
+    store_fixture f;
+    f.expired_job("job", "k1");
+    f.create("other");
+    const auto key = [&](std::string hash) {
+        return std::optional<idempotency_key>{
+            idempotency_key{.key = "retry-1", .request_hash = std::move(hash), .not_before = f.clock.now() - 24h}};
+    };
+    auto first = f.store->regenerate(1, "job", f.clock.now(), key("regen:job"), f.ec);
+    REQUIRE_FALSE(f.ec);
+    REQUIRE(first);
+    CHECK(first->regenerated);
+    CHECK(first->job.status == export_status::queued);
+    const auto claimed = f.claim_required();
+    REQUIRE(claimed.id == "job");
+
+    // The retry: the job as it is now, nothing changed, no refusal.
+    f.clock.advance(1min);
+    auto again = f.store->regenerate(1, "job", f.clock.now(), key("regen:job"), f.ec);
+    REQUIRE_FALSE(f.ec);
+    REQUIRE(again);
+    CHECK_FALSE(again->regenerated);
+    require_same(again->job, f.find("job"));
+    CHECK(again->job.status == export_status::processing);
+
+    // Without the key it is refused, as before.
+    CHECK_FALSE(regen(f, 1, "job"));
+    CHECK(f.ec == errc::export_not_expired);
+    // The same key for another request (another export) is refused.
+    auto other = f.store->regenerate(1, "other", f.clock.now(), key("regen:other"), f.ec);
+    CHECK(f.ec == errc::idempotency_key_reused);
+    CHECK_FALSE(other);
+    // Another account's key space, and an unknown export, stay 404.
+    CHECK_FALSE(f.store->regenerate(2, "job", f.clock.now(), key("regen:job"), f.ec));
+    CHECK(f.ec == errc::not_found);
+    // After the window the key is forgotten: a regenerate now is judged on
+    // the job's state.
+    f.clock.advance(25h);
+    CHECK_FALSE(f.store->regenerate(1, "job", f.clock.now(), key("regen:job"), f.ec));
+    CHECK(f.ec == errc::export_not_expired);
 }
 
 // ---------------------------------------------------------------------------
@@ -995,7 +1048,7 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
     };
     const auto require_refused = [&](errc code) {
         const auto before = f.find("job");
-        auto j = f.store->regenerate(1, "job", f.clock.now(), f.ec);
+        auto j = regen(f, 1, "job");
         CHECK(f.ec == code);
         CHECK_FALSE(j);
         require_same(f.find("job"), before);
@@ -1005,7 +1058,7 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
     {
         f.expired_job("job", "k1");
         f.clock.advance(1min);
-        require_regenerated(f.store->regenerate(1, "job", f.clock.now(), f.ec));
+        require_regenerated(regen(f, 1, "job"));
     }
     SECTION("failed")
     {
@@ -1013,7 +1066,7 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
         f.store->fail("job", claimed.lease, {"SOURCE_SCHEMA", "missing table"}, f.clock.now(), f.ec);
         REQUIRE_FALSE(f.ec);
         f.clock.advance(1min);
-        require_regenerated(f.store->regenerate(1, "job", f.clock.now(), f.ec));
+        require_regenerated(regen(f, 1, "job"));
     }
     SECTION("available, with its file expired at or before now (no sweep yet)")
     {
@@ -1021,7 +1074,7 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
         f.clock.set(*done.expires_at - 1ms);
         require_refused(errc::export_not_expired);
         f.clock.set(*done.expires_at);
-        require_regenerated(f.store->regenerate(1, "job", f.clock.now(), f.ec));
+        require_regenerated(regen(f, 1, "job"));
         CHECK(f.files() == std::set<std::pair<std::string, std::string>>{{"job", "k1"}});
     }
     SECTION("queued, processing or available are refused")
@@ -1035,11 +1088,11 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
     SECTION("another account's job, or none, is not found")
     {
         f.expired_job("job", "k1");
-        auto theirs = f.store->regenerate(2, "job", f.clock.now(), f.ec);
+        auto theirs = regen(f, 2, "job");
         CHECK(f.ec == errc::not_found);
         CHECK_FALSE(theirs);
         CHECK(f.find("job").status == export_status::expired);
-        auto none = f.store->regenerate(1, "nope", f.clock.now(), f.ec);
+        auto none = regen(f, 1, "nope");
         CHECK(f.ec == errc::not_found);
         CHECK_FALSE(none);
     }
@@ -1052,7 +1105,7 @@ TEST_CASE("sqlite_job_store: a regenerated job's old files are still offered for
     using files = std::set<std::pair<std::string, std::string>>;
 
     f.expired_job("job", "k1");
-    REQUIRE(f.store->regenerate(1, "job", f.clock.now(), f.ec));
+    REQUIRE(regen(f, 1, "job"));
     // Queued again, yet k1 must still be deleted.
     auto offered = f.store->files_to_delete(10, f.ec);
     REQUIRE_FALSE(f.ec);
@@ -1066,7 +1119,7 @@ TEST_CASE("sqlite_job_store: a regenerated job's old files are still offered for
     // before any sweep: both old files are offered, the job names neither.
     f.expired_job("job", "k2");
     CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}});
-    REQUIRE(f.store->regenerate(1, "job", f.clock.now(), f.ec));
+    REQUIRE(regen(f, 1, "job"));
     CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}});
 
     // A third run publishes k3: that file is live, not offered.
@@ -1098,7 +1151,7 @@ TEST_CASE("sqlite_job_store::prune deletes old finished jobs that name no file, 
     f.expired_job("expired-cleared", "k2");
     f.clear_file_checked("expired-cleared", "k2");
     f.expired_job("regenerated-then-failed", "k3"); // its old file stays to delete
-    REQUIRE(f.store->regenerate(1, "regenerated-then-failed", f.clock.now(), f.ec));
+    REQUIRE(regen(f, 1, "regenerated-then-failed"));
     {
         const auto c = f.claim_required();
         REQUIRE(c.id == "regenerated-then-failed");

@@ -50,6 +50,9 @@
 //   `contactIds` arrays in the order sent, `campaignId`, `startDateTime` /
 //   `endDateTime` strings exactly as sent. Format options (compression,
 //   delimiter, bom) are not filters; `compression` has its own field.
+// - Idempotency-Key works on every POST. A retried regenerate with its key
+//   answers 202 with the export as it is by then instead of
+//   EXPORT_NOT_EXPIRED; a create replays its first answer exactly.
 // - Responses carry `Cache-Control: no-store` (they hold signed URLs).
 // - 202 answers carry `Location: /exports/{exportId}`.
 // - API keys are compared by their SHA-256 digests, in constant time.

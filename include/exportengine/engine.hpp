@@ -272,16 +272,29 @@ public:
     }
 
     /// Re-queues an expired or failed export with the same id and request.
-    /// Errors: errc::not_found, errc::export_not_expired, errc::shutting_down,
+    /// `idempotency_key` (at most 255 bytes) makes a retry within the
+    /// idempotency window answer again with the export (as it is then)
+    /// instead of errc::export_not_expired. Errors: errc::not_found,
+    /// errc::export_not_expired, errc::idempotency_key_reused,
+    /// errc::invalid_request (a bad key), errc::shutting_down,
     /// errc::store_failed. Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_regenerate_export(std::int64_t account_id, std::string export_id,
+                                 std::optional<std::string> idempotency_key, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, std::string id, std::optional<std::string> k) {
+                do_regenerate(a, std::move(id), std::move(k), std::move(handler));
+            },
+            token, account_id, std::move(export_id), std::move(idempotency_key));
+    }
+
+    /// The same without an idempotency key.
     template <class Token>
     auto async_regenerate_export(std::int64_t account_id, std::string export_id, Token&& token)
     {
-        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
-            [this](auto handler, std::int64_t a, std::string id) {
-                do_regenerate(a, std::move(id), std::move(handler));
-            },
-            token, account_id, std::move(export_id));
+        return async_regenerate_export(account_id, std::move(export_id), std::nullopt,
+                                       std::forward<Token>(token));
     }
 
     /// Runs one sweep now: requeues jobs whose leases ran out, records
@@ -308,7 +321,8 @@ private:
     void do_list(std::int64_t account, std::int64_t page, std::int64_t limit, handler<export_list> h);
     void do_get(std::int64_t account, std::string id, handler<export_snapshot> h);
     void do_download_url(std::int64_t account, std::string id, handler<download_link> h);
-    void do_regenerate(std::int64_t account, std::string id, handler<export_snapshot> h);
+    void do_regenerate(std::int64_t account, std::string id, std::optional<std::string> key,
+                       handler<export_snapshot> h);
     void do_find_download(std::string path, std::string expires, std::string signature,
                           handler<download_file> h);
     void do_sweep(void_handler h);

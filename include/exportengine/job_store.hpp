@@ -34,10 +34,11 @@ struct new_job {
     timestamp created_at{};
 };
 
-/// An idempotency key sent with a create (SPEC §3). Keys are scoped to the
-/// account. A key seen before with the same `request_hash` at or after
-/// `not_before` returns the job it created; with another hash the create fails
-/// with errc::idempotency_key_reused. Older uses are forgotten.
+/// An idempotency key sent with a create or a regenerate (SPEC §3). Keys are
+/// scoped to the account. A key seen before with the same `request_hash` at or
+/// after `not_before` returns the job of its first use and changes nothing;
+/// with another hash the call fails with errc::idempotency_key_reused. Older
+/// uses are forgotten.
 struct idempotency_key {
     std::string key{};
     std::string request_hash{};
@@ -48,6 +49,13 @@ struct create_result {
     export_job job{};
     /// False when an idempotency key returned an existing job.
     bool created = true;
+};
+
+struct regenerate_result {
+    export_job job{};
+    /// False when an idempotency key returned the job of an earlier
+    /// regenerate (as it is now; nothing was changed).
+    bool regenerated = true;
 };
 
 struct job_page {
@@ -142,9 +150,13 @@ public:
 
     /// expired or failed -> queued (also an `available` job whose file expired
     /// at or before `now`): same id, same request, attempt 0, no error.
-    /// errc::not_found / errc::export_not_expired otherwise.
-    virtual std::optional<export_job> regenerate(std::int64_t account_id, std::string_view id,
-                                                 timestamp now, boost::system::error_code& ec) = 0;
+    /// errc::not_found / errc::export_not_expired otherwise. With `key`, see
+    /// idempotency_key: a repeat returns the job unchanged (checked before the
+    /// state, so a retried regenerate is not refused as "not expired").
+    virtual std::optional<regenerate_result> regenerate(std::int64_t account_id, std::string_view id,
+                                                        timestamp now,
+                                                        const std::optional<idempotency_key>& key,
+                                                        boost::system::error_code& ec) = 0;
 
     /// Deletes expired and failed jobs last updated before `older_than` (and
     /// idempotency keys older than that). They must name no file any more.

@@ -856,14 +856,26 @@ void sqlite_job_store::clear_file(std::string_view id, std::string_view file_key
     });
 }
 
-std::optional<export_job> sqlite_job_store::regenerate(std::int64_t account_id, std::string_view id,
-                                                       timestamp now, error_code& ec)
+std::optional<regenerate_result> sqlite_job_store::regenerate(std::int64_t account_id, std::string_view id,
+                                                              timestamp now,
+                                                              const std::optional<idempotency_key>& key,
+                                                              error_code& ec)
 {
-    return impl_->run(ec, [&]() -> std::optional<export_job> {
+    return impl_->run(ec, [&]() -> std::optional<regenerate_result> {
         impl::write_transaction tx(*impl_);
         auto job = impl_->load(id);
         if (!job || job->account_id != account_id)
             throw refusal{errc::not_found};
+        if (key) {
+            auto s = impl_->use(sql::find_key);
+            bind_all(*s, account_id, std::string_view(key->key));
+            if (s->executeStep() && s->getColumn(2).getInt64() >= to_ms(key->not_before)) {
+                if (s->getColumn(0).getString() != key->request_hash || s->getColumn(1).getString() != id)
+                    throw refusal{errc::idempotency_key_reused};
+                tx.commit();
+                return regenerate_result{std::move(*job), false};
+            }
+        }
         if (job->effective_status(now) == export_status::expired
             && job->status == export_status::available) {
             // available -> queued is no legal transition: record the expiry
@@ -876,9 +888,12 @@ std::optional<export_job> sqlite_job_store::regenerate(std::int64_t account_id, 
         require_legal(job->status, export_status::queued);
         impl_->execute(sql::retire_file, id, std::string_view{}, now);
         impl_->execute(sql::regenerate, id, now);
+        if (key)
+            impl_->execute(sql::put_key, account_id, std::string_view(key->key),
+                           std::string_view(key->request_hash), id, now);
         auto regenerated = impl_->load_existing(id);
         tx.commit();
-        return regenerated;
+        return regenerate_result{std::move(regenerated), true};
     });
 }
 

@@ -16,4 +16,8 @@ std::string canonical_request(const export_request& r);
 /// Lower-case hex SHA-256 of canonical_request(r).
 std::string request_hash(const export_request& r);
 
+/// The fingerprint an idempotency key records for regenerating export `id`:
+/// never equal to a create's.
+std::string regenerate_hash(std::string_view id);
+
 } // namespace exportengine::detail

@@ -149,8 +149,10 @@ public:
     /// attempt 0, no error, completion fields cleared, the old file moved to
     /// the superseded files; created_at unchanged. errc::not_found for no
     /// such job of the account, errc::export_not_expired for any other state.
-    std::optional<export_job> regenerate(std::int64_t account_id, std::string_view id,
-                                         timestamp now, boost::system::error_code& ec) override;
+    /// A `key` is looked up and recorded in the same transaction.
+    std::optional<regenerate_result> regenerate(std::int64_t account_id, std::string_view id,
+                                                timestamp now, const std::optional<idempotency_key>& key,
+                                                boost::system::error_code& ec) override;
 
     /// Deletes expired and failed jobs updated before `older_than` that name
     /// no file (live or superseded), and idempotency keys created before it.
