@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 using namespace exportengine;
@@ -344,6 +345,48 @@ TEST_CASE("sqlite source: every query uses an index and never sorts", "[sqlite_s
           != std::string::npos);
     CHECK(src.query_plan(job_for(1, shapes[5].second)).front().find("delivery_reports_account_campaign_submitted")
           != std::string::npos);
+}
+
+TEST_CASE("sqlite source: the parallel readers' queries seek on the index and never sort",
+          "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill(db);
+    sqlite_data_source src(db);
+    const timestamp t1 = at(0), t2 = at(3600'000);
+    const std::vector<std::tuple<const char*, export_request, const char*>> shapes{
+        {"contacts, all", contacts_request({}), "contacts_account_id (account_id=? AND id>? AND id<?)"},
+        {"contacts, listIds", contacts_request({.list_ids = {10, 11}}), "(account_id=? AND id>? AND id<?)"},
+        {"contacts, contactIds", contacts_request({.contact_ids = {7, 2}}), "(account_id=? AND id>? AND id<?)"},
+        {"reports, campaign", reports_request({.campaign_id = 100}),
+         "delivery_reports_account_campaign_submitted (account_id=? AND campaign_id=? AND submitted_at>? AND "
+         "submitted_at<?)"},
+        {"reports, range", reports_request({.start = t1, .end = t2}),
+         "delivery_reports_account_submitted (account_id=? AND submitted_at>? AND submitted_at<?)"},
+        {"reports, campaign and range", reports_request({.campaign_id = 100, .start = t1, .end = t2}),
+         "delivery_reports_account_campaign_submitted (account_id=? AND campaign_id=? AND submitted_at>? AND "
+         "submitted_at<?)"},
+    };
+    for (const auto& [name, req, slice_seek] : shapes) {
+        const auto plans = src.parallel_query_plans(job_for(1, req));
+        REQUIRE(plans.size() == 2);
+        for (std::size_t i = 0; i < plans.size(); ++i) {
+            std::string text;
+            for (const auto& l : plans[i])
+                text += l + "\n";
+            INFO(name << (i == 0 ? ", lookahead" : ", slice") << ":\n" << text);
+            REQUIRE_FALSE(plans[i].empty());
+            CHECK(text.find("TEMP B-TREE") == std::string::npos);
+            CHECK(plans[i].front().rfind("SEARCH ", 0) == 0);
+            // The lookahead reads the index only; the slice seeks on both bounds.
+            if (i == 0)
+                CHECK(plans[i].front().find("COVERING INDEX") != std::string::npos);
+            else
+                CHECK(plans[i].front().find(slice_seek) != std::string::npos);
+        }
+    }
 }
 
 TEST_CASE("sqlite source: 100,000 contact ids", "[sqlite_source]")

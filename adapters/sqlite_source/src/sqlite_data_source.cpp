@@ -407,6 +407,21 @@ private:
 // ---------------------------------------------------------------------------
 // Parallel readers.
 
+/// A parallel reader's SQL: a slice's rows (`key` false) or the key
+/// `?10` rows on from the low bound (`key` true), with the bounds given.
+std::string slice_sql(const bound_query& q, bool low, bool high, bool key)
+{
+    std::string sql = key ? q.key_select : q.select;
+    if (low)
+        sql += q.key_low;
+    if (high)
+        sql += q.key_high;
+    sql += q.order;
+    if (key)
+        sql += " LIMIT 1 OFFSET ?10";
+    return sql;
+}
+
 /// Opens a read-only connection for one reader and maps a failure.
 bool open_connection(const std::string& path, std::chrono::milliseconds busy_timeout,
                      std::optional<SQLite::Database>& db, source_error& err) noexcept
@@ -620,18 +635,7 @@ private:
         std::uint64_t counted_ = 0;
     };
 
-    std::string sql_for(bool low, bool high, bool key) const
-    {
-        std::string sql = key ? query_.key_select : query_.select;
-        if (low)
-            sql += query_.key_low;
-        if (high)
-            sql += query_.key_high;
-        sql += query_.order;
-        if (key)
-            sql += " LIMIT 1 OFFSET ?10";
-        return sql;
-    }
+    std::string sql_for(bool low, bool high, bool key) const { return slice_sql(query_, low, high, key); }
 
     /// Prepares every statement a reader may run, so a missing table or
     /// column fails open() (as it does for one reader).
@@ -912,28 +916,48 @@ std::unique_ptr<row_cursor> sqlite_data_source::open(const export_job& job, sour
     }
 }
 
-std::vector<std::string> sqlite_data_source::query_plan(const export_job& job) const
+namespace {
+
+std::vector<std::string> explain(const std::string& path, std::chrono::milliseconds busy_timeout,
+                                 const std::string& sql, const bound_query& q)
 {
-    const bound_query q = build_query(job);
     try {
-        SQLite::Database db(path_, SQLite::OPEN_READONLY, static_cast<int>(options_.busy_timeout.count()));
+        SQLite::Database db(path, SQLite::OPEN_READONLY, static_cast<int>(busy_timeout.count()));
         sqlite_failure f{};
-        stmt_ptr s = prepare(db.getHandle(), "EXPLAIN QUERY PLAN " + q.sql, q, f);
+        stmt_ptr s = prepare(db.getHandle(), "EXPLAIN QUERY PLAN " + sql, q, f);
         if (!s)
             throw std::system_error(std::error_code(make_error_code(map_sqlite_error(f.code, f.message))),
-                                    describe("explain", f.code, f.message, path_));
+                                    describe("explain", f.code, f.message, path));
         std::vector<std::string> lines;
         int rc;
         while ((rc = sqlite3_step(s.get())) == SQLITE_ROW)
             lines.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 3)));
         if (rc != SQLITE_DONE)
             throw std::system_error(std::error_code(make_error_code(map_sqlite_error(rc, ""))),
-                                    describe("explain", rc, sqlite3_errmsg(db.getHandle()), path_));
+                                    describe("explain", rc, sqlite3_errmsg(db.getHandle()), path));
         return lines;
     } catch (const SQLite::Exception& e) {
         throw std::system_error(std::error_code(make_error_code(map_sqlite_error(e.getErrorCode(), e.what()))),
-                                describe("explain", e.getErrorCode(), e.what(), path_));
+                                describe("explain", e.getErrorCode(), e.what(), path));
     }
+}
+
+} // namespace
+
+std::vector<std::string> sqlite_data_source::query_plan(const export_job& job) const
+{
+    const bound_query q = build_query(job);
+    return explain(path_, options_.busy_timeout, q.sql, q);
+}
+
+std::vector<std::vector<std::string>> sqlite_data_source::parallel_query_plans(const export_job& job) const
+{
+    bound_query q = build_query(job);
+    // The slice queries carry the range as key bounds, not as ?4/?5.
+    q.start.reset();
+    q.end.reset();
+    return {explain(path_, options_.busy_timeout, slice_sql(q, true, q.high.has_value(), true), q),
+            explain(path_, options_.busy_timeout, slice_sql(q, true, true, false), q)};
 }
 
 void sqlite_data_source::create_indexes(const std::string& path)

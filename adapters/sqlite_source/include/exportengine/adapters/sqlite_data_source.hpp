@@ -86,6 +86,11 @@ public:
     /// diagnostics. Throws std::system_error on failure.
     [[nodiscard]] std::vector<std::string> query_plan(const export_job& job) const;
 
+    /// The same for the queries parallel readers run: [0] finds a slice's
+    /// end (the index walk from a start key), [1] reads a slice bounded on
+    /// both sides. Throws std::system_error on failure.
+    [[nodiscard]] std::vector<std::vector<std::string>> parallel_query_plans(const export_job& job) const;
+
     /// Creates the indexes of SPEC §7 that the export queries need, if they
     /// are missing (used by `seed`). Opens the file read-write. Throws
     /// std::system_error on failure.
