@@ -81,7 +81,7 @@ constexpr char bom_bytes[] = "\xEF\xBB\xBF";
 } // namespace
 
 csv_writer::csv_writer(schema columns, byte_sink& out, const csv_options& options)
-    : out_(out), columns_(columns), ncols_(columns.size()), delim_(options.delimiter),
+    : out_(out), columns_(columns), options_(options), ncols_(columns.size()), delim_(options.delimiter),
       bom_(options.bom)
 {
     if (columns.empty())
@@ -181,6 +181,35 @@ void csv_writer::put_field(std::string_view v, bool guard) noexcept
         p = q + 1;
     }
     put('"');
+}
+
+void csv_writer::append_rows(const char* data, std::size_t size, std::uint64_t rows) noexcept
+{
+    if (col_ != 0) [[unlikely]] {
+        fail(errc::csv_row_shape); // the current row is unfinished
+        return;
+    }
+    rows_ += rows;
+    if (ec_)
+        return;
+    if (size <= static_cast<std::size_t>(end_ - pos_)) {
+        std::memcpy(pos_, data, size);
+        pos_ += size;
+        return;
+    }
+    // Larger than the free space: what is buffered goes first, then the block
+    // straight to the sink (one copy fewer, same bytes in the same order).
+    flush_buffer();
+    if (ec_ || size == 0)
+        return;
+    if (finished_) {
+        fail(errc::stream_closed);
+        return;
+    }
+    boost::system::error_code ec;
+    bytes_written_ += out_.write(data, size, ec);
+    if (ec)
+        fail(ec);
 }
 
 void csv_writer::fail(boost::system::error_code ec) noexcept

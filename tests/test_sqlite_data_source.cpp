@@ -10,10 +10,13 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 using namespace exportengine;
@@ -344,6 +347,48 @@ TEST_CASE("sqlite source: every query uses an index and never sorts", "[sqlite_s
           != std::string::npos);
 }
 
+TEST_CASE("sqlite source: the parallel readers' queries seek on the index and never sort",
+          "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill(db);
+    sqlite_data_source src(db);
+    const timestamp t1 = at(0), t2 = at(3600'000);
+    const std::vector<std::tuple<const char*, export_request, const char*>> shapes{
+        {"contacts, all", contacts_request({}), "contacts_account_id (account_id=? AND id>? AND id<?)"},
+        {"contacts, listIds", contacts_request({.list_ids = {10, 11}}), "(account_id=? AND id>? AND id<?)"},
+        {"contacts, contactIds", contacts_request({.contact_ids = {7, 2}}), "(account_id=? AND id>? AND id<?)"},
+        {"reports, campaign", reports_request({.campaign_id = 100}),
+         "delivery_reports_account_campaign_submitted (account_id=? AND campaign_id=? AND submitted_at>? AND "
+         "submitted_at<?)"},
+        {"reports, range", reports_request({.start = t1, .end = t2}),
+         "delivery_reports_account_submitted (account_id=? AND submitted_at>? AND submitted_at<?)"},
+        {"reports, campaign and range", reports_request({.campaign_id = 100, .start = t1, .end = t2}),
+         "delivery_reports_account_campaign_submitted (account_id=? AND campaign_id=? AND submitted_at>? AND "
+         "submitted_at<?)"},
+    };
+    for (const auto& [name, req, slice_seek] : shapes) {
+        const auto plans = src.parallel_query_plans(job_for(1, req));
+        REQUIRE(plans.size() == 2);
+        for (std::size_t i = 0; i < plans.size(); ++i) {
+            std::string text;
+            for (const auto& l : plans[i])
+                text += l + "\n";
+            INFO(name << (i == 0 ? ", lookahead" : ", slice") << ":\n" << text);
+            REQUIRE_FALSE(plans[i].empty());
+            CHECK(text.find("TEMP B-TREE") == std::string::npos);
+            CHECK(plans[i].front().rfind("SEARCH ", 0) == 0);
+            // The lookahead reads the index only; the slice seeks on both bounds.
+            if (i == 0)
+                CHECK(plans[i].front().find("COVERING INDEX") != std::string::npos);
+            else
+                CHECK(plans[i].front().find(slice_seek) != std::string::npos);
+        }
+    }
+}
+
 TEST_CASE("sqlite source: 100,000 contact ids", "[sqlite_source]")
 {
     test::temp_dir dir;
@@ -556,4 +601,314 @@ TEST_CASE("sqlite source: the engine fails a job on a schema error at once", "[s
     REQUIRE(s.job.error);
     // The user sees no SQL and no path.
     CHECK(s.job.error->message.find(db) == std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Parallel readers: the same bytes as one reader.
+
+namespace {
+
+/// A larger database with what makes slicing hard: three accounts whose
+/// contacts interleave, text that needs quoting and guarding (commas, quotes,
+/// newlines, non-ASCII, formula triggers), NULLs, overlapping lists, and
+/// delivery reports whose submitted_at repeats in long runs, so slices are cut
+/// inside runs of one second.
+void fill_many(const std::string& path, int contacts, int reports)
+{
+    SQLite::Database db(path, SQLite::OPEN_READWRITE);
+    SQLite::Transaction tx(db);
+    static const char* const names[] = {"Ann", "Smith, Jr.", "O\"Brien", "Zoë", "line\nbreak", "=SUM(A1)",
+                                        "+33", "-x", "@me", "Ünal", "\tTab", "plain"};
+    SQLite::Statement c(db, "INSERT INTO contacts VALUES (?,?,?,?,?,?,?,?)");
+    for (int i = 1; i <= contacts; ++i) {
+        c.bind(1, i);
+        c.bind(2, i % 7 == 0 ? 2 : i % 11 == 0 ? 3 : 1);
+        char phone[24];
+        char email[40];
+        std::snprintf(phone, sizeof phone, "+4915%d", 1000000 + i);
+        std::snprintf(email, sizeof email, "c%d@example.com", i);
+        c.bind(3, phone);
+        i % 5 == 0 ? c.bind(4) : c.bind(4, email);
+        c.bind(5, names[i % 12]);
+        i % 9 == 0 ? c.bind(6) : c.bind(6, names[(i / 12) % 12]);
+        c.bind(7, "2024-01-01T00:00:00Z");
+        c.bind(8, "2024-02-01T00:00:00Z");
+        c.exec();
+        c.reset();
+    }
+    db.exec("INSERT INTO contact_lists VALUES (1, 1, 'a', '2024-01-01T00:00:00Z'), (2, 1, 'b', '2024-01-01T00:00:00Z'),"
+            " (3, 1, 'c', '2024-01-01T00:00:00Z'), (4, 2, 'other', '2024-01-01T00:00:00Z')");
+    SQLite::Statement m(db, "INSERT OR IGNORE INTO list_members VALUES (?, ?)");
+    for (int i = 1; i <= contacts; ++i) {
+        if (i % 3 != 0) {
+            m.bind(1, 1 + i % 4);
+            m.bind(2, i);
+            m.exec();
+            m.reset();
+        }
+        if (i % 4 == 0) {
+            m.bind(1, 1 + (i / 4) % 3);
+            m.bind(2, i);
+            m.exec();
+            m.reset();
+        }
+    }
+    db.exec("INSERT INTO campaigns VALUES (100, 1, 'a', '2024-01-01T00:00:00Z'), (101, 1, 'b', '2024-01-01T00:00:00Z')");
+    for (int i = 1; i <= reports; ++i) {
+        // Runs of 40 reports share a second; ids are not in time order.
+        const int second = (i * 7919 % reports) / 40;
+        char when[32];
+        std::snprintf(when, sizeof when, "2024-01-01T%02d:%02d:%02dZ", 10 + second / 3600, second / 60 % 60,
+                      second % 60);
+        add_report(db, {i, i % 13 == 0 ? 2 : 1, i % 3 == 0 ? std::optional<std::int64_t>{} : 100 + i % 2,
+                        names[i % 12], i % 4 == 0 ? "failed" : "delivered",
+                        i % 4 == 0 ? std::optional<std::int64_t>{i % 50} : std::nullopt, 1 + i % 3, when,
+                        i % 6 == 0 ? nullptr : when});
+    }
+    tx.commit();
+}
+
+} // namespace
+
+TEST_CASE("sqlite source: parallel readers write the single reader's bytes", "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill_many(db, 20'000, 8'000);
+    sqlite_data_source one(db);
+
+    const timestamp t0 = timestamp{std::chrono::milliseconds{1704103200'000LL}}; // 10:00:00Z
+    const std::vector<std::pair<const char*, export_job>> jobs{
+        {"contacts, all, account 1 of 3", job_for(1, contacts_request({}))},
+        {"contacts, all, account 3", job_for(3, contacts_request({}))},
+        {"contacts, listIds", job_for(1, contacts_request({.list_ids = {2, 3, 4, 2}}))},
+        {"contacts, contactIds", job_for(1, contacts_request({.contact_ids = {19'999, 5, 77, 5, 12'345, 1, 14}}))},
+        {"contacts, an account without contacts", job_for(9, contacts_request({}))},
+        {"reports, campaign", job_for(1, reports_request({.campaign_id = 100}))},
+        {"reports, range cut inside a second",
+         job_for(1, reports_request({.start = t0 + std::chrono::milliseconds{20'500},
+                                     .end = t0 + std::chrono::milliseconds{150'001}}))},
+        {"reports, campaign and range",
+         job_for(1, reports_request({.campaign_id = 101, .start = t0, .end = t0 + std::chrono::seconds{100}}))},
+        {"reports, an empty range", job_for(1, reports_request({.start = t0 - std::chrono::hours{2},
+                                                                 .end = t0 - std::chrono::hours{1}}))},
+    };
+    for (const auto& [name, job] : jobs) {
+        const auto want = run_export(one, job, 8192);
+        REQUIRE_FALSE(want.err);
+        for (std::size_t readers : {2, 3, 4}) {
+            for (std::size_t slice : {1, 37, 500, 4096}) {
+                INFO(name << ", " << readers << " readers, slices of " << slice << " rows");
+                sqlite_data_source many(db, {.parallel_readers = readers, .parallel_slice_rows = slice});
+                const auto got = run_export(many, job, 8192);
+                INFO(got.err.detail);
+                REQUIRE_FALSE(got.err);
+                CHECK(got.rows == want.rows);
+                CHECK(got.csv == want.csv);
+            }
+        }
+    }
+    // Sanity: the shapes above are not trivially empty.
+    CHECK(run_export(one, jobs[0].second, 8192).rows > 10'000);
+    CHECK(run_export(one, jobs[6].second, 8192).rows > 1'000);
+    // Small batches: next_batch never returns more rows than asked for.
+    sqlite_data_source many(db, {.parallel_readers = 3});
+    string_byte_sink sink;
+    csv_writer w{many.columns(export_type::contacts), sink, {.delimiter = ';', .bom = true}};
+    w.write_header();
+    source_error err;
+    auto cur = many.open(jobs[0].second, err);
+    REQUIRE(cur);
+    std::size_t n = 0;
+    std::uint64_t total = 0;
+    while ((n = cur->next_batch(w, 5, err)) != 0) {
+        REQUIRE(n <= 5);
+        total += n;
+    }
+    REQUIRE_FALSE(err);
+    boost::system::error_code ec;
+    w.finish(ec);
+    CHECK(total == run_export(one, jobs[0].second).rows);
+    // The writer's options (delimiter, BOM once) hold for rows formatted elsewhere.
+    string_byte_sink sink1;
+    csv_writer w1{one.columns(export_type::contacts), sink1, {.delimiter = ';', .bom = true}};
+    w1.write_header();
+    auto cur1 = one.open(jobs[0].second, err);
+    while (cur1->next_batch(w1, 1000, err) != 0) {
+    }
+    w1.finish(ec);
+    CHECK(sink.str() == sink1.str());
+}
+
+TEST_CASE("sqlite source: parallel readers with fewer rows than readers, and the fixture's every filter",
+          "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill(db);
+    for (std::size_t slice : {1, 2, 4096}) {
+        INFO("slices of " << slice);
+        sqlite_data_source src(db, {.parallel_readers = 4, .parallel_slice_rows = slice});
+        check_all_exports(src);
+    }
+}
+
+TEST_CASE("sqlite source: parallel readers share one snapshot; the host keeps writing", "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill_many(db, 5'000, 0);
+    const export_job job = job_for(1, contacts_request({}));
+    sqlite_data_source one(db);
+    const auto before = run_export(one, job, 8192);
+
+    sqlite_data_source src(db, {.parallel_readers = 3, .parallel_slice_rows = 50});
+    string_byte_sink sink;
+    csv_writer w{src.columns(export_type::contacts), sink};
+    w.write_header();
+    source_error err;
+    auto cur = src.open(job, err);
+    REQUIRE(cur);
+    CHECK(cur->next_batch(w, 10, err) > 0);
+    {
+        // Rows in slices not yet read change; with no busy timeout a lock
+        // held by any reader would fail these at once.
+        SQLite::Database writer(db, SQLite::OPEN_READWRITE);
+        writer.exec("PRAGMA busy_timeout = 0");
+        writer.exec("DELETE FROM contacts WHERE id > 4000");
+        writer.exec("UPDATE contacts SET first_name = 'Changed' WHERE id BETWEEN 2000 AND 2100");
+        writer.exec("INSERT INTO contacts VALUES (4500, 1, '+1', NULL, 'New', NULL, '2024-01-09T00:00:00Z',"
+                    " '2024-01-09T00:00:00Z')");
+    }
+    while (cur->next_batch(w, 8192, err) != 0) {
+    }
+    REQUIRE_FALSE(err);
+    cur.reset();
+    boost::system::error_code ec;
+    w.finish(ec);
+    CHECK(sink.str() == before.csv);
+    CHECK(run_export(src, job, 8192).csv == run_export(one, job, 8192).csv); // and now the new data
+    CHECK(run_export(src, job, 8192).csv != before.csv);
+}
+
+TEST_CASE("sqlite source: a failing parallel reader fails the export", "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    {
+        SQLite::Database d(db, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        d.exec(schema_sql); // rollback journal: the pages are in the file itself
+    }
+    sqlite_data_source::create_indexes(db);
+    fill_many(db, 20'000, 0);
+    // Overwrite a leaf page of the contacts table far from the start: the
+    // slices are cut on the index, so only the reader of that slice trips.
+    std::int64_t page = 0;
+    std::int64_t page_size = 0;
+    {
+        SQLite::Database d(db, SQLite::OPEN_READONLY);
+        page_size = d.execAndGet("PRAGMA page_size").getInt64();
+        SQLite::Statement s(d, "SELECT pageno FROM dbstat WHERE name = 'contacts' AND pagetype = 'leaf' "
+                               "ORDER BY pageno");
+        std::vector<std::int64_t> leaves;
+        while (s.executeStep())
+            leaves.push_back(s.getColumn(0).getInt64());
+        REQUIRE(leaves.size() > 20);
+        page = leaves[leaves.size() * 3 / 4];
+    }
+    {
+        std::FILE* f = std::fopen(db.c_str(), "r+b");
+        REQUIRE(f);
+        std::fseek(f, static_cast<long>((page - 1) * page_size), SEEK_SET);
+        const std::string garbage(static_cast<std::size_t>(page_size), '\xA5');
+        std::fwrite(garbage.data(), 1, garbage.size(), f);
+        std::fclose(f);
+    }
+    const export_job job = job_for(1, contacts_request({}));
+    sqlite_data_source plain(db);
+    const auto single = run_export(plain, job, 8192);
+    CHECK(single.err.code == errc::source_corrupt);
+    for (std::size_t readers : {2, 4}) {
+        INFO(readers << " readers");
+        sqlite_data_source src(db, {.parallel_readers = readers, .parallel_slice_rows = 100});
+        const auto r = run_export(src, job, 8192);
+        CHECK(r.err.code == errc::source_corrupt);
+        CHECK(r.err.detail.find(db) != std::string::npos);
+        CHECK(r.rows < 20'000);
+    }
+
+    // Through the engine: the job fails at once with the source's code.
+    sqlite_data_source src(db, {.parallel_readers = 2, .parallel_slice_rows = 100});
+    test::engine_fixture f;
+    f.eng = std::make_unique<engine>(
+        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, f.default_options(),
+        engine_hooks{.on_state_change = [&f](const export_job& j) { f.events.record(j); },
+                     .log = [&f](log_level, std::string_view l) { f.logs.add(l); }});
+    f.eng->start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+    const auto s = f.eng->async_get_export(1, id, boost::asio::use_future).get();
+    REQUIRE(s.job.error);
+    CHECK(s.job.error->code == "DATA_SOURCE_ERROR");
+    CHECK(s.job.error->message.find(db) == std::string::npos);
+}
+
+TEST_CASE("sqlite source: a parallel cursor dropped mid-export stops its readers", "[sqlite_source][parallel]")
+{
+    test::temp_dir dir;
+    const std::string db = dir.file("data.db");
+    create_schema(db);
+    fill_many(db, 20'000, 0);
+    sqlite_data_source src(db, {.parallel_readers = 4, .parallel_slice_rows = 64});
+    string_byte_sink sink;
+    csv_writer w{src.columns(export_type::contacts), sink};
+    source_error err;
+    auto cur = src.open(job_for(1, contacts_request({})), err);
+    REQUIRE(cur);
+    CHECK(cur->next_batch(w, 10, err) > 0);
+    // Readers ahead are now waiting on full queues; the destructor must wake
+    // and join them (a hang here fails the test by its timeout).
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    cur.reset();
+    // Opened and never read: no thread was started.
+    cur = src.open(job_for(1, contacts_request({})), err);
+    REQUIRE(cur);
+    cur.reset();
+}
+
+TEST_CASE("sqlite source: the engine exports with parallel readers", "[sqlite_source][parallel][engine]")
+{
+    test::temp_dir data;
+    const std::string db = data.file("data.db");
+    create_schema(db);
+    fill_many(db, 20'000, 3'000);
+    sqlite_data_source one(db);
+    sqlite_data_source src(db, {.parallel_readers = 2, .parallel_slice_rows = 300});
+    test::engine_fixture f;
+    f.eng = std::make_unique<engine>(
+        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, f.default_options(),
+        engine_hooks{.on_state_change = [&f](const export_job& j) { f.events.record(j); },
+                     .log = [&f](log_level, std::string_view l) { f.logs.add(l); }});
+    f.eng->start();
+    export_request gz = contacts_request({.list_ids = {1, 2}});
+    gz.format.compression = compression_kind::gzip;
+    const std::string all = f.create(1, contacts_request());
+    const std::string lists = f.create(1, gz);
+    const std::string reports = f.create(1, reports_request({.campaign_id = 100}));
+    for (const auto& id : {all, lists, reports})
+        REQUIRE(f.events.wait_for(id, export_status::available));
+
+    const auto want_all = run_export(one, job_for(1, contacts_request()), 8192);
+    auto s = f.eng->async_get_export(1, all, boost::asio::use_future).get();
+    CHECK(s.job.row_count == static_cast<std::int64_t>(want_all.rows));
+    CHECK(test::read_file(f.file_of(s.job)) == want_all.csv);
+    s = f.eng->async_get_export(1, reports, boost::asio::use_future).get();
+    CHECK(test::read_file(f.file_of(s.job))
+          == run_export(one, job_for(1, reports_request({.campaign_id = 100})), 8192).csv);
+    s = f.eng->async_get_export(1, lists, boost::asio::use_future).get();
+    CHECK(s.job.row_count == static_cast<std::int64_t>(run_export(one, job_for(1, gz), 8192).rows));
+    CHECK(s.job.file_size > 0);
 }

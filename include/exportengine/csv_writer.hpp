@@ -93,6 +93,19 @@ public:
     /// the stream with errc::csv_row_shape.
     void end_row() noexcept;
 
+    /// Appends `size` bytes of complete, already formatted rows and counts
+    /// `rows` of them: the output of another csv_writer with the same schema
+    /// and options that never wrote a header (rows formatted on another
+    /// thread, e.g. by a parallel source). Call between rows only. The bytes
+    /// are not inspected; large blocks go to the sink without a copy into
+    /// this writer's buffer. A no-op after an error.
+    void append_rows(const char* data, std::size_t size, std::uint64_t rows) noexcept;
+
+    /// The schema and options this writer was built with, so a source can
+    /// format rows elsewhere exactly as this writer would.
+    [[nodiscard]] const schema& columns() const noexcept { return columns_; }
+    [[nodiscard]] const csv_options& options() const noexcept { return options_; }
+
     /// Hands the buffered bytes to the sink (without finishing it).
     void flush(boost::system::error_code& ec) noexcept;
     /// Flushes and finishes the sink. `ec` is the first error of the stream.
@@ -139,6 +152,7 @@ private:
     char* end_;
     std::unique_ptr<mode[]> modes_;     // one per column, decided once
     schema columns_;
+    csv_options options_;
     std::size_t ncols_;
     std::size_t col_ = 0;               // next column in the current row
     std::uint64_t rows_ = 0;

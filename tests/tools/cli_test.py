@@ -290,6 +290,60 @@ class Export(unittest.TestCase):
         self.assertEqual([int(x[0]) for x in rows[1:]], [w[0] for w in want])
         self.assertGreater(len(want), 0)
 
+    def read_bytes(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def test_readers_write_the_same_bytes(self):
+        # --readers K: the same file as one reader, plain and gzip (the gzip
+        # members are cut at the same input offsets, so even the compressed
+        # bytes match), for every filter shape and an account with nothing.
+        # A database of its own, large enough for many 4096-row slices and
+        # several 1 MiB gzip members.
+        db = self.path("readers.db")
+        r = run("seed", "--db", db, "--accounts", "2", "--contacts", "60000", "--lists", "6",
+                "--campaigns", "4", "--reports", "60000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        import sqlite3
+        with sqlite3.connect(db) as c:
+            lists = ",".join(str(l) for (l,) in c.execute("SELECT id FROM contact_lists WHERE account_id = 2"))
+            campaign = c.execute("SELECT id FROM campaigns WHERE account_id = 1 LIMIT 1").fetchone()[0]
+        shapes = [
+            ["contacts", "--account", "2"],
+            ["contacts", "--account", "2", "--list-ids", lists, "--gzip"],
+            ["contacts", "--account", "2", "--contact-ids", "3000,2,5,8,11,2000,2"],
+            ["contacts", "--account", "99", "--bom"],
+            ["delivery-reports", "--account", "2", "--start", "2026-01-01T00:00:00Z",
+             "--end", "2027-01-01T00:00:00Z", "--delimiter", ";"],
+            ["delivery-reports", "--account", "1", "--campaign-id", str(campaign), "--gzip"],
+        ]
+        sizes = []
+        for shape in shapes:
+            outs = {}
+            for readers in ("1", "2", "3", "4"):
+                out = self.path("readers-%s.out" % readers)
+                r = run("export", *shape, "--source", db, "--readers", readers, "--out", out)
+                self.assertEqual(r.returncode, 0, (shape, readers, r.stderr))
+                outs[readers] = self.read_bytes(out)
+            for readers in ("2", "3", "4"):
+                self.assertEqual(outs[readers], outs["1"], (shape, readers))
+            sizes.append(len(gzip.decompress(outs["1"]) if "--gzip" in shape else outs["1"]))
+        # Many slices and gzip members where it matters; the id list and the
+        # empty account are small on purpose.
+        self.assertGreater(sizes[0], 2_000_000)
+        self.assertGreater(sizes[1], 1_100_000)  # gzip: 2 or more 1 MiB members
+        self.assertGreater(sizes[4], 2_000_000)
+        self.assertGreater(sizes[2], 100)
+
+    def test_bad_readers(self):
+        out = self.path("never.csv")
+        for value in ("0", "-1", "x", "65"):
+            r = run("export", "contacts", "--source", self.db, "--account", "2", "--readers", value, "--out", out)
+            self.assertEqual(r.returncode, 2, (value, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+            self.assertIn("--readers", r.stderr)
+            self.assertFalse(os.path.exists(out))
+
     def test_bad_flags_write_nothing(self):
         out = self.path("never.csv")
         cases = [

@@ -7,7 +7,12 @@
 #include <SQLiteCpp/Exception.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -71,35 +76,68 @@ constexpr const char* contacts_columns =
     "FROM contacts AS c ";
 
 // Every contact of the account, in id order: contacts(account_id, id).
-constexpr const char* contacts_all_sql_tail = "WHERE c.account_id = ?1 ORDER BY c.id";
+constexpr const char* contacts_all_where = "WHERE c.account_id = ?1";
 
 // Contacts of the account in any of the lists (lists of this account only),
 // each once: walk the account's contacts in id order and test membership
 // through list_members(contact_id, list_id); no DISTINCT, no sort.
-constexpr const char* contacts_lists_sql_tail =
+constexpr const char* contacts_lists_where =
     "WHERE c.account_id = ?1 AND EXISTS ("
     "SELECT 1 FROM list_members AS m JOIN contact_lists AS l ON l.id = m.list_id "
     "WHERE m.contact_id = c.id AND l.account_id = ?1 "
-    "AND m.list_id IN (SELECT value FROM json_each(?2))) "
-    "ORDER BY c.id";
+    "AND m.list_id IN (SELECT value FROM json_each(?2)))";
 
 // The account's own contacts among the ids. `+c.id` keeps the planner from
 // driving the loop by the (unordered, duplicated) id list, which would need a
 // sort: the account's contacts are walked in id order and each tested against
 // the list (materialised once as an index).
-constexpr const char* contacts_ids_sql_tail =
-    "WHERE c.account_id = ?1 AND +c.id IN (SELECT value FROM json_each(?2)) ORDER BY c.id";
+constexpr const char* contacts_ids_where =
+    "WHERE c.account_id = ?1 AND +c.id IN (SELECT value FROM json_each(?2))";
+
+constexpr const char* contacts_order = " ORDER BY c.id";
 
 constexpr const char* reports_columns =
     "SELECT r.id, r.message_id, r.campaign_id, r.recipient, r.sender, r.status, r.error_code, "
     "r.parts, r.submitted_at, r.status_at FROM delivery_reports AS r WHERE r.account_id = ?1";
 
+constexpr const char* reports_order = " ORDER BY r.submitted_at, r.id";
+
+// Parallel slices are ranges of the export's sort key: the contact id, or a
+// report's (submitted_at, id). Bounds are bound as ?6/?7 (low, inclusive) and
+// ?8/?9 (high, exclusive); ?10 is the lookahead's OFFSET. A row value is the
+// only range constraint on the reports' key in a slice query, because the
+// planner seeks on a plain `submitted_at >= ?` in preference to it: the
+// filter's own [start, end) becomes the first and last slice's bounds.
+constexpr const char* contacts_key_select = "SELECT c.id FROM contacts AS c WHERE c.account_id = ?1";
+constexpr const char* contacts_key_low = " AND c.id >= ?7";
+constexpr const char* contacts_key_high = " AND c.id < ?9";
+constexpr const char* reports_key_select =
+    "SELECT r.submitted_at, r.id FROM delivery_reports AS r WHERE r.account_id = ?1";
+constexpr const char* reports_key_low = " AND (r.submitted_at, r.id) >= (?6, ?7)";
+constexpr const char* reports_key_high = " AND (r.submitted_at, r.id) < (?8, ?9)";
+
 // Which fields are integers (the rest are text), per export type.
 constexpr std::array<bool, 7> contacts_integer{true, false, false, false, false, false, false};
 constexpr std::array<bool, 10> reports_integer{true, false, true, false, false, false, true, true, false, false};
 
+/// A position in an export's sort key (`text` is used by reports only).
+struct slice_key {
+    std::string text;
+    std::int64_t id = 0;
+};
+
 struct bound_query {
-    std::string sql;
+    std::string sql;                      // the single reader's query
+    // For parallel slices: `select` + key bounds + `order` reads a slice;
+    // `key_select` + key bounds + `order` + LIMIT/OFFSET finds its end.
+    std::string select;
+    std::string key_select;
+    const char* key_low = nullptr;
+    const char* key_high = nullptr;
+    const char* order = nullptr;
+    bool text_key = false;
+    std::optional<slice_key> low;         // the filter's own key range (reports)
+    std::optional<slice_key> high;
     std::int64_t account = 0;
     std::optional<std::string> ids_json; // ?2
     std::optional<std::int64_t> campaign; // ?3
@@ -147,16 +185,23 @@ bound_query build_query(const export_job& job)
     q.account = job.account_id;
     if (const auto* f = std::get_if<contacts_filter>(&job.request.filter);
         f && job.request.type == export_type::contacts) {
-        q.sql = contacts_columns;
+        q.select = contacts_columns;
         if (!f->list_ids.empty()) {
-            q.sql += contacts_lists_sql_tail;
+            q.select += contacts_lists_where;
             q.ids_json = ids_to_json(f->list_ids);
         } else if (!f->contact_ids.empty()) {
-            q.sql += contacts_ids_sql_tail;
+            q.select += contacts_ids_where;
             q.ids_json = ids_to_json(f->contact_ids);
         } else {
-            q.sql += contacts_all_sql_tail;
+            q.select += contacts_all_where;
         }
+        q.sql = q.select + contacts_order;
+        // Slices are cut on the account's contacts whatever the filter: the
+        // filtered queries walk that same index in the same order.
+        q.key_select = contacts_key_select;
+        q.key_low = contacts_key_low;
+        q.key_high = contacts_key_high;
+        q.order = contacts_order;
         return q;
     }
     // A type and filter that do not match (validate_request rejects them):
@@ -165,19 +210,31 @@ bound_query build_query(const export_job& job)
     if (job.request.type != export_type::delivery_reports || d == nullptr)
         return q;
     q.sql = reports_columns;
+    q.key_select = reports_key_select;
     if (d->campaign_id) {
         q.sql += " AND r.campaign_id = ?3";
+        q.key_select += " AND r.campaign_id = ?3";
         q.campaign = *d->campaign_id;
     }
+    q.select = q.sql;
+    // submitted_at >= start  <=>  (submitted_at, id) >= (start, INT64_MIN), and
+    // likewise for end: the range becomes bounds on the key.
+    constexpr std::int64_t lowest_id = std::numeric_limits<std::int64_t>::min();
     if (d->start) {
         q.sql += " AND r.submitted_at >= ?4";
         q.start = second_bound(*d->start);
+        q.low = slice_key{*q.start, lowest_id};
     }
     if (d->end) {
         q.sql += " AND r.submitted_at < ?5";
         q.end = second_bound(*d->end);
+        q.high = slice_key{*q.end, lowest_id};
     }
-    q.sql += " ORDER BY r.submitted_at, r.id";
+    q.sql += reports_order;
+    q.key_low = reports_key_low;
+    q.key_high = reports_key_high;
+    q.order = reports_order;
+    q.text_key = true;
     return q;
 }
 
@@ -221,6 +278,37 @@ stmt_ptr prepare(sqlite3* db, const std::string& sql, const bound_query& q, sqli
     return s;
 }
 
+// One row from the statement's current result into the writer: the columns
+// flagged in `integer` as integers, the others as text, NULL as NULL.
+template <std::size_t N>
+inline void write_row(csv_writer& out, sqlite3_stmt* s, const std::array<bool, N>& integer) noexcept
+{
+    for (int i = 0; i < static_cast<int>(N); ++i) {
+        const int t = sqlite3_column_type(s, i);
+        if (t == SQLITE_NULL) {
+            out.write_null();
+        } else if (integer[static_cast<std::size_t>(i)]) {
+            out.write_integer(sqlite3_column_int64(s, i));
+        } else {
+            // Text first, then bytes (SQLite's documented order).
+            const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+            const int len = sqlite3_column_bytes(s, i);
+            out.write_text(std::string_view(p ? p : "", p ? static_cast<std::size_t>(len) : 0));
+        }
+    }
+    out.end_row();
+}
+
+/// What a cursor's connection runs before its first read: read-only, the
+/// mmap setting, and a (deferred) read transaction.
+std::string begin_sql(std::int64_t mmap_size)
+{
+    std::string sql = "PRAGMA query_only = 1; ";
+    if (mmap_size > 0)
+        sql += "PRAGMA mmap_size = " + std::to_string(mmap_size) + "; ";
+    return sql + "BEGIN";
+}
+
 class sqlite_cursor final : public row_cursor {
 public:
     sqlite_cursor(std::string path, bound_query q, export_type type)
@@ -237,7 +325,7 @@ public:
 
     /// Opens the connection, starts the read transaction and takes the first
     /// step, so the snapshot is fixed when open() returns.
-    bool start(std::chrono::milliseconds busy_timeout, source_error& err) noexcept
+    bool start(std::chrono::milliseconds busy_timeout, std::int64_t mmap_size, source_error& err) noexcept
     {
         try {
             // NOMUTEX: a cursor's connection is only ever used by one thread
@@ -257,7 +345,7 @@ public:
             err = {make_error_code(errc::source_schema), "sqlite source: no query for this export type and filter"};
             return false;
         }
-        if (int rc = sqlite3_exec(db, "PRAGMA query_only = 1; BEGIN", nullptr, nullptr, nullptr); rc != SQLITE_OK)
+        if (int rc = sqlite3_exec(db, begin_sql(mmap_size).c_str(), nullptr, nullptr, nullptr); rc != SQLITE_OK)
             return fail("begin", err);
         sqlite_failure f{};
         stmt_ = prepare(db, query_.sql, query_, f);
@@ -285,25 +373,6 @@ public:
     }
 
 private:
-    template <std::size_t N>
-    static void write_row(csv_writer& out, sqlite3_stmt* s, const std::array<bool, N>& integer) noexcept
-    {
-        for (int i = 0; i < static_cast<int>(N); ++i) {
-            const int t = sqlite3_column_type(s, i);
-            if (t == SQLITE_NULL) {
-                out.write_null();
-            } else if (integer[static_cast<std::size_t>(i)]) {
-                out.write_integer(sqlite3_column_int64(s, i));
-            } else {
-                // Text first, then bytes (SQLite's documented order).
-                const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-                const int len = sqlite3_column_bytes(s, i);
-                out.write_text(std::string_view(p ? p : "", p ? static_cast<std::size_t>(len) : 0));
-            }
-        }
-        out.end_row();
-    }
-
     bool step(source_error& err) noexcept
     {
         const int rc = sqlite3_step(stmt_.get());
@@ -335,6 +404,481 @@ private:
     bool has_row_ = false;
 };
 
+// ---------------------------------------------------------------------------
+// Parallel readers.
+
+/// A parallel reader's SQL: a slice's rows (`key` false) or the key
+/// `?10` rows on from the low bound (`key` true), with the bounds given.
+std::string slice_sql(const bound_query& q, bool low, bool high, bool key)
+{
+    std::string sql = key ? q.key_select : q.select;
+    if (low)
+        sql += q.key_low;
+    if (high)
+        sql += q.key_high;
+    sql += q.order;
+    if (key)
+        sql += " LIMIT 1 OFFSET ?10";
+    return sql;
+}
+
+/// Opens a read-only connection for one reader and maps a failure.
+bool open_connection(const std::string& path, std::chrono::milliseconds busy_timeout,
+                     std::optional<SQLite::Database>& db, source_error& err) noexcept
+{
+    try {
+        db.emplace(path, SQLite::OPEN_READONLY | SQLite::OPEN_NOMUTEX, static_cast<int>(busy_timeout.count()));
+        return true;
+    } catch (const SQLite::Exception& e) {
+        const int code = e.getExtendedErrorCode() >= 0 ? e.getExtendedErrorCode() : e.getErrorCode();
+        err = {make_error_code(map_sqlite_error(code, e.what())), describe("open", code, e.what(), path)};
+    } catch (const std::exception& e) {
+        err = {make_error_code(errc::source_io), describe("open", SQLITE_CANTOPEN, e.what(), path)};
+    }
+    return false;
+}
+
+source_error connection_error(sqlite3* db, std::string_view what, const std::string& path)
+{
+    const int code = sqlite3_extended_errcode(db);
+    const char* msg = sqlite3_errmsg(db);
+    return {make_error_code(map_sqlite_error(code, msg)), describe(what, code, msg, path)};
+}
+
+/// `PRAGMA data_version` of `db`: changes when another connection committed
+/// since this connection's last read.
+bool data_version(sqlite3* db, std::int64_t& version) noexcept
+{
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &raw, nullptr) != SQLITE_OK)
+        return false;
+    stmt_ptr s(raw);
+    if (sqlite3_step(raw) != SQLITE_ROW)
+        return false;
+    version = sqlite3_column_int64(raw, 0);
+    return true;
+}
+
+/// K readers over consecutive slices of the export's key, formatted on their
+/// own threads and appended to the engine's writer in slice order.
+///
+/// Threads: next_batch() runs on the engine's thread; readers on their own.
+/// `mu_` guards the queues, `owners_`, `claimed_all_`, `stop_` and `error_`;
+/// `claim_mu_` serialises claims (a claim runs the lookahead query on the
+/// claiming reader's connection and then records the slice's owner, so slices
+/// are owned in key order). Lock order: claim_mu_, then mu_.
+class parallel_cursor final : public row_cursor {
+public:
+    static constexpr std::size_t chunk_bytes = 128 * 1024; // a reader's CSV buffer and chunk size
+    static constexpr std::size_t queue_entries = 8;        // chunks (and slice ends) queued per reader
+
+    parallel_cursor(std::string path, bound_query q, export_type type, std::size_t readers,
+                    std::size_t slice_rows)
+        : path_(std::move(path)), query_(std::move(q)), type_(type), slice_rows_(std::max<std::size_t>(slice_rows, 1)),
+          readers_(readers), next_low_(query_.low)
+    {
+    }
+
+    ~parallel_cursor() override
+    {
+        {
+            std::lock_guard lk(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        for (auto& r : readers_)
+            if (r.thread.joinable())
+                r.thread.join();
+        for (auto& r : readers_) {
+            for (auto& row : r.slice_stmts)
+                for (auto& s : row)
+                    s.reset();
+            for (auto& s : r.key_stmts)
+                s.reset();
+            if (r.db && sqlite3_get_autocommit(r.db->getHandle()) == 0)
+                sqlite3_exec(r.db->getHandle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        }
+    }
+
+    /// Opens every connection and starts its read transaction. Returns false
+    /// with `err` set on an error, false with `err` clear when commits kept
+    /// landing while the transactions started (the caller falls back to one
+    /// reader).
+    bool start(std::chrono::milliseconds busy_timeout, std::int64_t mmap_size, source_error& err) noexcept
+    {
+        std::optional<SQLite::Database> sentinel;
+        if (!open_connection(path_, busy_timeout, sentinel, err))
+            return false;
+        for (auto& r : readers_)
+            if (!open_connection(path_, busy_timeout, r.db, err))
+                return false;
+        for (int attempt = 0; attempt < 5; ++attempt) {
+            std::int64_t before = 0;
+            std::int64_t after = 0;
+            if (!data_version(sentinel->getHandle(), before)) {
+                err = connection_error(sentinel->getHandle(), "data_version", path_);
+                return false;
+            }
+            for (auto& r : readers_) {
+                sqlite3* db = r.db->getHandle();
+                if (sqlite3_get_autocommit(db) == 0)
+                    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+                // BEGIN is deferred; the read of the schema cookie starts the
+                // read transaction (the snapshot) and it lasts until ROLLBACK.
+                const std::string begin = begin_sql(mmap_size) + "; PRAGMA schema_version";
+                if (sqlite3_exec(db, begin.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+                    err = connection_error(db, "begin", path_);
+                    return false;
+                }
+            }
+            if (!data_version(sentinel->getHandle(), after)) {
+                err = connection_error(sentinel->getHandle(), "data_version", path_);
+                return false;
+            }
+            if (before == after)
+                return prepare_all(err);
+        }
+        return false; // a busy writer: err stays clear
+    }
+
+    std::size_t next_batch(csv_writer& out, std::size_t max_rows, source_error& err) override
+    {
+        if (!started_ && !start_readers(out, max_rows, err))
+            return 0;
+        std::size_t n = 0;
+        for (;;) {
+            chunk c;
+            {
+                std::unique_lock lk(mu_);
+                for (;;) {
+                    if (error_) {
+                        err = *error_;
+                        return n;
+                    }
+                    if (owners_.empty() && claimed_all_)
+                        return n; // every slice written
+                    if (!owners_.empty()) {
+                        auto& q = readers_[owners_.front()].queue;
+                        if (!q.empty()) {
+                            if (n > 0 && n + q.front().rows > max_rows)
+                                return n;
+                            c = std::move(q.front());
+                            q.pop_front();
+                            if (c.last)
+                                owners_.pop_front();
+                            break;
+                        }
+                    }
+                    if (n > 0)
+                        return n; // give the engine what it has rather than wait
+                    cv_.wait(lk);
+                }
+            }
+            cv_.notify_all(); // the reader may be waiting for room
+            if (c.data) {
+                out.append_rows(c.data.get(), c.size, c.rows);
+                std::lock_guard lk(mu_);
+                readers_[c.owner].free.push_back(std::move(c.data));
+            }
+            n += static_cast<std::size_t>(c.rows);
+        }
+    }
+
+private:
+    struct chunk {
+        std::unique_ptr<char[]> data; // null: the end of a slice
+        std::size_t size = 0;
+        std::uint64_t rows = 0;       // rows that end in this chunk
+        std::size_t owner = 0;        // the reader whose buffer `data` is
+        bool last = false;
+    };
+
+    struct reader {
+        std::optional<SQLite::Database> db;
+        stmt_ptr slice_stmts[2][2]; // [has low][has high]
+        stmt_ptr key_stmts[2];      // [has low]
+        std::deque<chunk> queue;
+        std::vector<std::unique_ptr<char[]>> free;
+        std::thread thread;
+    };
+
+    struct slice {
+        std::optional<slice_key> low;
+        std::optional<slice_key> high;
+    };
+
+    /// The byte_sink of a reader's csv_writer: each buffer becomes a chunk in
+    /// the reader's queue, waiting for room while the queue is full.
+    class chunk_sink final : public byte_sink {
+    public:
+        chunk_sink(parallel_cursor& c, std::size_t reader) : c_(c), reader_(reader) {}
+        void attach(const csv_writer& w) { writer_ = &w; }
+
+        std::size_t write(const char* data, std::size_t size, boost::system::error_code& ec) override
+        {
+            // Rows ended so far: a flush inside a row leaves that row's end
+            // (and its count) for a later chunk.
+            const std::uint64_t rows = writer_->rows() - counted_;
+            if (!c_.push(reader_, data, size, rows, false)) {
+                ec = make_error_code(boost::system::errc::operation_canceled);
+                return 0;
+            }
+            counted_ += rows;
+            ec = {};
+            return size;
+        }
+
+    private:
+        parallel_cursor& c_;
+        std::size_t reader_;
+        const csv_writer* writer_ = nullptr;
+        std::uint64_t counted_ = 0;
+    };
+
+    std::string sql_for(bool low, bool high, bool key) const { return slice_sql(query_, low, high, key); }
+
+    /// Prepares every statement a reader may run, so a missing table or
+    /// column fails open() (as it does for one reader).
+    bool prepare_all(source_error& err) noexcept
+    {
+        try {
+            for (auto& r : readers_) {
+                sqlite3* db = r.db->getHandle();
+                for (int lo = 0; lo < 2; ++lo) {
+                    for (int hi = 0; hi < 2; ++hi)
+                        if (!prepare_one(db, sql_for(lo, hi, false), r.slice_stmts[lo][hi], err))
+                            return false;
+                    if (!prepare_one(db, sql_for(lo, query_.high.has_value(), true), r.key_stmts[lo], err))
+                        return false;
+                }
+            }
+            return true;
+        } catch (const std::exception& e) {
+            err = {make_error_code(errc::source_io), std::string("sqlite source: ") + e.what()};
+            return false;
+        }
+    }
+
+    bool prepare_one(sqlite3* db, const std::string& sql, stmt_ptr& out, source_error& err)
+    {
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                               nullptr)
+            != SQLITE_OK) {
+            err = connection_error(db, "prepare", path_);
+            return false;
+        }
+        out.reset(raw);
+        return true;
+    }
+
+    /// Binds the filter's parameters and the slice's bounds (those the
+    /// statement has).
+    bool bind(sqlite3_stmt* s, const slice& sl, std::int64_t offset) const
+    {
+        sqlite3_reset(s);
+        const int count = sqlite3_bind_parameter_count(s);
+        int rc = sqlite3_bind_int64(s, 1, query_.account);
+        if (rc == SQLITE_OK && query_.ids_json && count >= 2)
+            rc = sqlite3_bind_text(s, 2, query_.ids_json->data(), static_cast<int>(query_.ids_json->size()),
+                                   SQLITE_STATIC);
+        if (rc == SQLITE_OK && query_.campaign && count >= 3)
+            rc = sqlite3_bind_int64(s, 3, *query_.campaign);
+        auto bind_key = [&](int at, const std::optional<slice_key>& k) {
+            if (rc != SQLITE_OK || !k || count < at + 1)
+                return;
+            if (query_.text_key)
+                rc = sqlite3_bind_text(s, at, k->text.data(), static_cast<int>(k->text.size()), SQLITE_TRANSIENT);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(s, at + 1, k->id);
+        };
+        bind_key(6, sl.low);
+        bind_key(8, sl.high);
+        if (rc == SQLITE_OK && count >= 10)
+            rc = sqlite3_bind_int64(s, 10, offset);
+        return rc == SQLITE_OK;
+    }
+
+    bool start_readers(const csv_writer& out, std::size_t max_rows, source_error& err) noexcept
+    {
+        started_ = true;
+        // A slice's rows end up in one next_batch call or more, never more
+        // than max_rows in one.
+        slice_rows_ = std::min(slice_rows_, std::max<std::size_t>(max_rows, 1));
+        options_ = out.options();
+        options_.bom = false; // the engine's writer wrote the BOM and header
+        options_.buffer_size = chunk_bytes;
+        columns_ = out.columns();
+        try {
+            for (std::size_t i = 0; i < readers_.size(); ++i)
+                readers_[i].thread = std::thread([this, i] { run(i); });
+            return true;
+        } catch (const std::exception& e) {
+            err = {make_error_code(errc::internal_error), std::string("sqlite source: starting readers: ") + e.what()};
+            std::lock_guard lk(mu_);
+            stop_ = true;
+            return false;
+        }
+    }
+
+    /// Queues a chunk (a copy of `data`) or a slice end; false when stopped.
+    bool push(std::size_t at, const char* data, std::size_t size, std::uint64_t rows, bool last)
+    {
+        reader& r = readers_[at];
+        std::unique_ptr<char[]> buf;
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || r.queue.size() < queue_entries; });
+        if (stop_)
+            return false;
+        if (!last) {
+            if (!r.free.empty()) {
+                buf = std::move(r.free.back());
+                r.free.pop_back();
+            }
+            lk.unlock(); // copy outside the lock; only this reader adds to its queue
+            if (!buf)
+                buf = std::make_unique_for_overwrite<char[]>(chunk_bytes);
+            std::memcpy(buf.get(), data, size);
+            lk.lock();
+            if (stop_)
+                return false;
+        }
+        r.queue.push_back({.data = std::move(buf), .size = size, .rows = rows, .owner = at, .last = last});
+        lk.unlock();
+        cv_.notify_all();
+        return true;
+    }
+
+    void report(source_error e)
+    {
+        {
+            std::lock_guard lk(mu_);
+            if (!error_ && !stop_)
+                error_ = std::move(e);
+            stop_ = true;
+        }
+        cv_.notify_all();
+    }
+
+    /// Takes the next slice: its low bound is where the last one ended; its
+    /// high bound is the key `slice_rows_` rows further on, found on the
+    /// index. Returns false with `done` when nothing is left.
+    bool claim(std::size_t at, slice& out, bool& done, source_error& err)
+    {
+        std::lock_guard claim_lk(claim_mu_);
+        {
+            std::lock_guard lk(mu_);
+            if (stop_ || claimed_all_) {
+                done = true;
+                return true;
+            }
+        }
+        reader& r = readers_[at];
+        sqlite3_stmt* s = r.key_stmts[next_low_ ? 1 : 0].get();
+        out.low = next_low_;
+        if (!bind(s, {next_low_, query_.high}, static_cast<std::int64_t>(slice_rows_))) {
+            err = connection_error(r.db->getHandle(), "bind", path_);
+            return false;
+        }
+        const int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            slice_key k;
+            if (query_.text_key) {
+                const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+                k.text.assign(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(s, 0)));
+                k.id = sqlite3_column_int64(s, 1);
+            } else {
+                k.id = sqlite3_column_int64(s, 0);
+            }
+            out.high = k;
+            next_low_ = std::move(k);
+        } else if (rc == SQLITE_DONE) {
+            out.high = query_.high;
+        } else {
+            err = connection_error(r.db->getHandle(), "step", path_);
+            return false;
+        }
+        sqlite3_reset(s);
+        std::lock_guard lk(mu_);
+        owners_.push_back(at);
+        claimed_all_ = rc == SQLITE_DONE;
+        return true;
+    }
+
+    void run(std::size_t at) noexcept
+    {
+        try {
+            chunk_sink sink(*this, at);
+            csv_writer csv(columns_, sink, options_);
+            sink.attach(csv);
+            reader& r = readers_[at];
+            for (;;) {
+                slice sl;
+                bool done = false;
+                source_error err;
+                if (!claim(at, sl, done, err))
+                    return report(std::move(err));
+                if (done)
+                    return;
+                sqlite3_stmt* s = r.slice_stmts[sl.low ? 1 : 0][sl.high ? 1 : 0].get();
+                if (!bind(s, sl, 0))
+                    return report(connection_error(r.db->getHandle(), "bind", path_));
+                int rc;
+                if (type_ == export_type::contacts)
+                    rc = read_rows(csv, s, contacts_integer);
+                else
+                    rc = read_rows(csv, s, reports_integer);
+                if (rc != SQLITE_DONE && !csv.error())
+                    return report(connection_error(r.db->getHandle(), "step", path_));
+                sqlite3_reset(s);
+                boost::system::error_code ec;
+                csv.flush(ec);
+                if (ec) {
+                    // Stopped (the sink refuses), or a formatting error.
+                    if (ec != boost::system::errc::operation_canceled)
+                        report({ec, "sqlite source: formatting a slice"});
+                    return;
+                }
+                if (!push(at, nullptr, 0, 0, true))
+                    return;
+            }
+        } catch (const std::exception& e) {
+            report({make_error_code(errc::internal_error), std::string("sqlite source: reader: ") + e.what()});
+        }
+    }
+
+    template <std::size_t N>
+    static int read_rows(csv_writer& out, sqlite3_stmt* s, const std::array<bool, N>& integer) noexcept
+    {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            write_row(out, s, integer);
+            if (out.error()) [[unlikely]]
+                break;
+        }
+        return rc;
+    }
+
+    std::string path_;
+    bound_query query_;
+    export_type type_;
+    std::size_t slice_rows_;
+    std::vector<reader> readers_;
+    csv_options options_{};
+    schema columns_{};
+    bool started_ = false;
+
+    std::mutex claim_mu_;
+    std::optional<slice_key> next_low_; // guarded by claim_mu_
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::size_t> owners_; // the reader of each slice not yet written, in key order
+    bool claimed_all_ = false;
+    bool stop_ = false;
+    std::optional<source_error> error_;
+};
+
 } // namespace
 
 sqlite_data_source::sqlite_data_source(std::string path, sqlite_data_source_options options)
@@ -351,8 +895,19 @@ std::unique_ptr<row_cursor> sqlite_data_source::open(const export_job& job, sour
 {
     err = {};
     try {
-        auto c = std::make_unique<sqlite_cursor>(path_, build_query(job), job.request.type);
-        if (!c->start(options_.busy_timeout, err))
+        bound_query q = build_query(job);
+        if (options_.parallel_readers > 1 && !q.sql.empty()) {
+            auto p = std::make_unique<parallel_cursor>(path_, q, job.request.type, options_.parallel_readers,
+                                                       options_.parallel_slice_rows);
+            if (p->start(options_.busy_timeout, options_.mmap_size, err))
+                return p;
+            if (err)
+                return nullptr;
+            // Commits kept landing while the readers started: one reader is
+            // one snapshot whatever the writer does.
+        }
+        auto c = std::make_unique<sqlite_cursor>(path_, std::move(q), job.request.type);
+        if (!c->start(options_.busy_timeout, options_.mmap_size, err))
             return nullptr;
         return c;
     } catch (const std::exception& e) { // std::bad_alloc, in practice
@@ -361,28 +916,48 @@ std::unique_ptr<row_cursor> sqlite_data_source::open(const export_job& job, sour
     }
 }
 
-std::vector<std::string> sqlite_data_source::query_plan(const export_job& job) const
+namespace {
+
+std::vector<std::string> explain(const std::string& path, std::chrono::milliseconds busy_timeout,
+                                 const std::string& sql, const bound_query& q)
 {
-    const bound_query q = build_query(job);
     try {
-        SQLite::Database db(path_, SQLite::OPEN_READONLY, static_cast<int>(options_.busy_timeout.count()));
+        SQLite::Database db(path, SQLite::OPEN_READONLY, static_cast<int>(busy_timeout.count()));
         sqlite_failure f{};
-        stmt_ptr s = prepare(db.getHandle(), "EXPLAIN QUERY PLAN " + q.sql, q, f);
+        stmt_ptr s = prepare(db.getHandle(), "EXPLAIN QUERY PLAN " + sql, q, f);
         if (!s)
             throw std::system_error(std::error_code(make_error_code(map_sqlite_error(f.code, f.message))),
-                                    describe("explain", f.code, f.message, path_));
+                                    describe("explain", f.code, f.message, path));
         std::vector<std::string> lines;
         int rc;
         while ((rc = sqlite3_step(s.get())) == SQLITE_ROW)
             lines.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 3)));
         if (rc != SQLITE_DONE)
             throw std::system_error(std::error_code(make_error_code(map_sqlite_error(rc, ""))),
-                                    describe("explain", rc, sqlite3_errmsg(db.getHandle()), path_));
+                                    describe("explain", rc, sqlite3_errmsg(db.getHandle()), path));
         return lines;
     } catch (const SQLite::Exception& e) {
         throw std::system_error(std::error_code(make_error_code(map_sqlite_error(e.getErrorCode(), e.what()))),
-                                describe("explain", e.getErrorCode(), e.what(), path_));
+                                describe("explain", e.getErrorCode(), e.what(), path));
     }
+}
+
+} // namespace
+
+std::vector<std::string> sqlite_data_source::query_plan(const export_job& job) const
+{
+    const bound_query q = build_query(job);
+    return explain(path_, options_.busy_timeout, q.sql, q);
+}
+
+std::vector<std::vector<std::string>> sqlite_data_source::parallel_query_plans(const export_job& job) const
+{
+    bound_query q = build_query(job);
+    // The slice queries carry the range as key bounds, not as ?4/?5.
+    q.start.reset();
+    q.end.reset();
+    return {explain(path_, options_.busy_timeout, slice_sql(q, true, q.high.has_value(), true), q),
+            explain(path_, options_.busy_timeout, slice_sql(q, true, true, false), q)};
 }
 
 void sqlite_data_source::create_indexes(const std::string& path)
