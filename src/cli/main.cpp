@@ -17,7 +17,7 @@ constexpr std::string_view usage =
     "  serve --data-dir DIR --source DB --api-key KEY:ACCOUNT [--api-key ...]\n"
     "       [--listen 127.0.0.1:8080] [--retention 24h] [--record-retention 30d] [--url-ttl 15m]\n"
     "       [--workers N] [--public-url URL] [--signing-key FILE] [--previous-signing-key FILE ...]\n"
-    "       [--max-body BYTES] [--quiet]\n"
+    "       [--max-body BYTES] [--readers K] [--quiet]\n"
     "      the HTTP API (SPEC 3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
     "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
     "       [--seed S] [--force]\n"

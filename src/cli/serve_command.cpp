@@ -92,7 +92,7 @@ int serve_command(const std::vector<std::string>& argv)
 {
     const args a(argv, {"quiet"},
                  {"listen", "data-dir", "source", "retention", "record-retention", "url-ttl", "workers",
-                  "public-url", "signing-key", "max-body"},
+                  "public-url", "signing-key", "max-body", "readers"},
                  {"api-key", "previous-signing-key"});
 
     // -- every argument is checked before anything starts -----------------
@@ -127,6 +127,9 @@ int serve_command(const std::vector<std::string>& argv)
     const auto record_retention = a.duration_or("record-retention", std::chrono::hours{24 * 30});
     const auto url_ttl = a.duration_or("url-ttl", std::chrono::minutes{15});
     const auto workers = a.integer_or("workers", 0, 0, 1024);
+    // Readers per export (each a connection and a thread): more than 1 pays
+    // off when few exports run at once on several cores.
+    const auto readers = static_cast<std::size_t>(a.integer_or("readers", 1, 1, 64));
     const auto max_body = a.integer_or("max-body", 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024);
     std::optional<std::string> public_url = a.get("public-url");
     if (public_url && public_url->rfind("http://", 0) != 0 && public_url->rfind("https://", 0) != 0)
@@ -150,7 +153,7 @@ int serve_command(const std::vector<std::string>& argv)
     asio::io_context ioc(1);
     adapters::sqlite_job_store store((data_dir / "jobs.db").string());
     adapters::filesystem_sink files((data_dir / "files").string());
-    adapters::sqlite_data_source data(*source);
+    adapters::sqlite_data_source data(*source, {.parallel_readers = readers});
     system_clock clock;
 
     std::vector<std::string> previous_keys;
