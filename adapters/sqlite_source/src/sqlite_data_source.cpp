@@ -78,21 +78,30 @@ constexpr const char* contacts_columns =
 // Every contact of the account, in id order: contacts(account_id, id).
 constexpr const char* contacts_all_where = "WHERE c.account_id = ?1";
 
-// Contacts of the account in any of the lists (lists of this account only),
-// each once: walk the account's contacts in id order and test membership
-// through list_members(contact_id, list_id); no DISTINCT, no sort.
-constexpr const char* contacts_lists_where =
-    "WHERE c.account_id = ?1 AND EXISTS ("
-    "SELECT 1 FROM list_members AS m JOIN contact_lists AS l ON l.id = m.list_id "
-    "WHERE m.contact_id = c.id AND l.account_id = ?1 "
-    "AND m.list_id IN (SELECT value FROM json_each(?2)))";
+// The filtered exports are driven by their ids, never by the account's
+// contacts: 10 contactIds in an account of 10 M contacts are 10 lookups, not
+// a walk of 10 M index entries. SQLite materialises an `IN (subquery)` as a
+// sorted, duplicate-free index and, with the contacts table NOT INDEXED,
+// looks each id up by rowid in that order: rows come out by id, each once,
+// with no sort of the result (EXPLAIN QUERY PLAN: SEARCH c USING INTEGER
+// PRIMARY KEY, LIST SUBQUERY; no TEMP B-TREE). The id set lives in SQLite's
+// temp store, which spills to disk, so memory stays bounded.
+constexpr const char* contacts_by_id_columns =
+    "SELECT c.id, c.phone_number, c.email, c.first_name, c.last_name, c.created_at, c.updated_at "
+    "FROM contacts AS c NOT INDEXED ";
 
-// The account's own contacts among the ids. `+c.id` keeps the planner from
-// driving the loop by the (unordered, duplicated) id list, which would need a
-// sort: the account's contacts are walked in id order and each tested against
-// the list (materialised once as an index).
+// Contacts of the account in any of the lists (lists of this account only;
+// a member row naming another account's contact exports nothing).
+constexpr const char* contacts_lists_where =
+    "WHERE c.id IN (SELECT m.contact_id FROM list_members AS m "
+    "JOIN contact_lists AS l ON l.id = m.list_id "
+    "WHERE l.account_id = ?1 AND m.list_id IN (SELECT value FROM json_each(?2))) "
+    "AND c.account_id = ?1";
+
+// The account's own contacts among the ids (another account's ids, unknown
+// ids and repeats contribute nothing).
 constexpr const char* contacts_ids_where =
-    "WHERE c.account_id = ?1 AND +c.id IN (SELECT value FROM json_each(?2))";
+    "WHERE c.id IN (SELECT value FROM json_each(?2)) AND c.account_id = ?1";
 
 constexpr const char* contacts_order = " ORDER BY c.id";
 
@@ -185,19 +194,19 @@ bound_query build_query(const export_job& job)
     q.account = job.account_id;
     if (const auto* f = std::get_if<contacts_filter>(&job.request.filter);
         f && job.request.type == export_type::contacts) {
-        q.select = contacts_columns;
-        if (!f->list_ids.empty()) {
-            q.select += contacts_lists_where;
-            q.ids_json = ids_to_json(f->list_ids);
-        } else if (!f->contact_ids.empty()) {
-            q.select += contacts_ids_where;
-            q.ids_json = ids_to_json(f->contact_ids);
-        } else {
-            q.select += contacts_all_where;
+        if (!f->list_ids.empty() || !f->contact_ids.empty()) {
+            // Driven by the ids: one reader (slices of the account's key
+            // space would each repeat the id lookups).
+            q.select = contacts_by_id_columns;
+            q.select += f->list_ids.empty() ? contacts_ids_where : contacts_lists_where;
+            q.ids_json = ids_to_json(f->list_ids.empty() ? f->contact_ids : f->list_ids);
+            q.sql = q.select + contacts_order;
+            return q;
         }
+        q.select = contacts_columns;
+        q.select += contacts_all_where;
         q.sql = q.select + contacts_order;
-        // Slices are cut on the account's contacts whatever the filter: the
-        // filtered queries walk that same index in the same order.
+        // Slices are cut on the account's contacts (account_id, id).
         q.key_select = contacts_key_select;
         q.key_low = contacts_key_low;
         q.key_high = contacts_key_high;
@@ -896,7 +905,7 @@ std::unique_ptr<row_cursor> sqlite_data_source::open(const export_job& job, sour
     err = {};
     try {
         bound_query q = build_query(job);
-        if (options_.parallel_readers > 1 && !q.sql.empty()) {
+        if (options_.parallel_readers > 1 && !q.sql.empty() && !q.key_select.empty()) {
             auto p = std::make_unique<parallel_cursor>(path_, q, job.request.type, options_.parallel_readers,
                                                        options_.parallel_slice_rows);
             if (p->start(options_.busy_timeout, options_.mmap_size, err))
@@ -953,6 +962,8 @@ std::vector<std::string> sqlite_data_source::query_plan(const export_job& job) c
 std::vector<std::vector<std::string>> sqlite_data_source::parallel_query_plans(const export_job& job) const
 {
     bound_query q = build_query(job);
+    if (q.key_select.empty())
+        return {}; // read by one reader: driven by its ids
     // The slice queries carry the range as key bounds, not as ?4/?5.
     q.start.reset();
     q.end.reset();

@@ -30,7 +30,9 @@
 // the engine's writer slice by slice, in order, so the file is byte-identical
 // to the single reader's. A reader whose chunks are not wanted yet waits when
 // its queue is full: memory stays bounded (about K x 1.1 MiB of chunks)
-// whatever the export's size.
+// whatever the export's size. Contacts filtered by listIds or contactIds are
+// always read by one reader: their query is driven by the ids (a lookup per
+// id, in id order), so its cost follows the lists, not the account.
 //
 // Consistency: the K connections start their read transactions one after
 // another. open() checks with `PRAGMA data_version` on another connection,
@@ -88,7 +90,9 @@ public:
 
     /// The same for the queries parallel readers run: [0] finds a slice's
     /// end (the index walk from a start key), [1] reads a slice bounded on
-    /// both sides. Throws std::system_error on failure.
+    /// both sides. Empty for exports read by one reader whatever the option
+    /// (contacts filtered by listIds or contactIds: driven by their ids).
+    /// Throws std::system_error on failure.
     [[nodiscard]] std::vector<std::vector<std::string>> parallel_query_plans(const export_job& job) const;
 
     /// Creates the indexes of SPEC §7 that the export queries need, if they
