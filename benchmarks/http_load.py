@@ -51,15 +51,26 @@ def run_wrk(url, key, connections, threads, duration):
 
 class Api:
     def __init__(self, base, key):
-        u = urllib.parse.urlparse(base)
-        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        self.url = urllib.parse.urlparse(base)
+        self.conn = None
         self.key = key
 
     def call(self, method, path, body=None):
-        self.conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self.key}"})
-        r = self.conn.getresponse()
-        data = r.read()
-        return r.status, json.loads(data) if data else None
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=60)
+            try:
+                self.conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self.key}"})
+                r = self.conn.getresponse()
+                data = r.read()
+                return r.status, json.loads(data) if data else None
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closes a keep-alive connection idle for 60 s
+                # (while wrk ran): reconnect once.
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
 
 
 def wait_available(api, export_id, timeout=600):
