@@ -376,18 +376,35 @@ struct engine::impl {
     bool requeue_expired_leases()
     {
         error_code ec;
+        std::vector<job_lease> lost;
         const auto changed = store.requeue_expired_leases(
             clk.now(), opt.max_attempts,
             {"ATTEMPTS_EXHAUSTED", "The export was interrupted " + std::to_string(opt.max_attempts)
                                        + " times; regenerate it to try again."},
-            ec);
+            ec, &lost);
         if (ec)
             log(log_level::error, "requeueing expired leases failed: " + ec.message());
         bool any_queued = false;
-        for (const export_job& j : changed) {
+        for (std::size_t i = 0; i < changed.size(); ++i) {
+            const export_job& j = changed[i];
             log(log_level::warning, "job " + j.id + " lost its lease; now " + std::string(to_string(j.status)));
             any_queued |= j.status == export_status::queued;
             notify(j);
+            // The lost claim may have published its file before it died (a
+            // crash between the rename and the store's complete): that key is
+            // nobody's now — its token is never claimed again, and a worker
+            // that is merely late is refused on complete and removes its own
+            // — so remove it, or it would stay on disk forever. A missing
+            // file is success.
+            if (i >= lost.size())
+                continue;
+            export_job as_claimed = j;
+            as_claimed.lease = lost[i];
+            const std::string key = file_key(as_claimed);
+            error_code rec;
+            sink.remove(key, rec);
+            if (rec)
+                log(log_level::error, "deleting the lost claim's file " + key + " failed: " + rec.message());
         }
         return any_queued;
     }

@@ -514,6 +514,30 @@ TEST_CASE("a job that keeps losing its lease fails after max_attempts", "[engine
     CHECK(view.job.status == export_status::failed);
 }
 
+TEST_CASE("a claim that published and died before recording it leaves no file behind", "[engine][crash]")
+{
+    // Found by tests/tools/stress_test.py: a worker killed between the
+    // file's rename and the store's complete left `<id>-<token>.csv` on disk
+    // for ever, referenced by no job.
+    test::engine_fixture f;
+    boost::system::error_code ec;
+    const std::string id = "job-published-then-died";
+    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
+                   std::nullopt, ec);
+    const auto claimed = f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec);
+    REQUIRE(claimed);
+    const std::string orphan = f.dir.file("files") + "/" + id + "-" + std::to_string(claimed->lease.token) + ".csv";
+    test::write_file(orphan, "id,phoneNumber\r\n1,+4915100000001\r\n");
+    f.clock.advance(2s);
+
+    engine& e = f.start(); // start-up recovery requeues the lost claim
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK_FALSE(std::filesystem::exists(orphan));
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(s.job.file_key == id + "-" + std::to_string(claimed->lease.token + 1) + ".csv");
+    CHECK(std::filesystem::exists(f.file_of(s.job)));
+}
+
 TEST_CASE("a stale worker's late result is refused and its file removed", "[engine][crash]")
 {
     test::engine_fixture f;

@@ -128,10 +128,13 @@ public:
 
     /// Every processing job whose lease ran out before `now` goes back to
     /// queued, or to failed with `exhausted` once it has used `max_attempts`.
-    /// Returns the jobs changed.
+    /// Returns the jobs changed. With `lost`, also the lease each of them
+    /// lost, in the same order: the caller removes what that claim may have
+    /// published before it died (its file key carries the lease token).
     virtual std::vector<export_job> requeue_expired_leases(timestamp now, int max_attempts,
                                                            const job_error& exhausted,
-                                                           boost::system::error_code& ec) = 0;
+                                                           boost::system::error_code& ec,
+                                                           std::vector<job_lease>* lost = nullptr) = 0;
 
     /// Records available -> expired for up to `limit` jobs whose file expired
     /// at or before `now`. Returns them; their file_key is kept until

@@ -774,8 +774,10 @@ std::optional<export_job> sqlite_job_store::release(std::string_view id, const j
 
 std::vector<export_job> sqlite_job_store::requeue_expired_leases(timestamp now, int max_attempts,
                                                                  const job_error& exhausted,
-                                                                 error_code& ec)
+                                                                 error_code& ec, std::vector<job_lease>* lost)
 {
+    if (lost)
+        lost->clear();
     return impl_->run(ec, [&] {
         impl::write_transaction tx(*impl_);
         struct expired_lease {
@@ -802,6 +804,8 @@ std::vector<export_job> sqlite_job_store::requeue_expired_leases(timestamp now, 
                               std::string_view(exhausted.code),
                               std::string_view(exhausted.message));
             changed.push_back(impl_->load_existing(d.id));
+            if (lost)
+                lost->push_back(d.lease);
         }
         tx.commit();
         return changed;

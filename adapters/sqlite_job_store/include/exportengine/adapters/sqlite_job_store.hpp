@@ -126,7 +126,8 @@ public:
     /// cleared. Returns the changed jobs in their new state.
     std::vector<export_job> requeue_expired_leases(timestamp now, int max_attempts,
                                                    const job_error& exhausted,
-                                                   boost::system::error_code& ec) override;
+                                                   boost::system::error_code& ec,
+                                                   std::vector<job_lease>* lost = nullptr) override;
 
     /// Up to `limit` available jobs with expires_at <= `now` become expired
     /// (earliest expiry first), keeping their file_key. Returns them.
