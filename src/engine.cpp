@@ -128,14 +128,18 @@ struct engine::impl {
     engine_hooks hooks;
     std::string owner;
 
-    // Pools first, control context after: members are destroyed in reverse,
-    // and the destructor stops and joins everything explicitly anyway.
-    asio::thread_pool io_pool;
-    asio::thread_pool job_pool;
+    // The control context first, the pools after: members are destroyed in
+    // reverse, so the pools go first. A pool destroyed with work still queued
+    // (an engine destroyed mid-job, like a crash) destroys that work, and the
+    // coroutine handlers in it post their own cleanup to `ctl`: `ctl` must
+    // still exist then (stopped, it only queues it; its destructor frees it).
+    // TSan caught the other order as a use-after-free.
     asio::io_context ctl{1};
     asio::executor_work_guard<asio::io_context::executor_type> ctl_work{ctl.get_executor()};
     asio::steady_timer wake_timer{ctl};
     asio::steady_timer sweep_timer{ctl};
+    asio::thread_pool io_pool;
+    asio::thread_pool job_pool;
     std::thread ctl_thread;
 
     // Control-thread state (touched only on ctl).
