@@ -1,4 +1,5 @@
 #include <exportengine/api.hpp>
+#include <exportengine/detail/api_parse.hpp>
 
 #include <exportengine/error.hpp>
 #include <exportengine/time_format.hpp>
@@ -15,6 +16,7 @@
 
 #include <charconv>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace exportengine {
 
@@ -79,12 +81,58 @@ std::string quote(std::string_view s)
     return out;
 }
 
+/// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong
+/// forms, no surrogates, at most U+10FFFF) at the start of `s`, or 0.
+std::size_t utf8_sequence(std::string_view s) noexcept
+{
+    const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+    const auto tail = [&](std::size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+    if (s.empty())
+        return 0;
+    const unsigned char c = b(0);
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return tail(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (!tail(1) || !tail(2) || (c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F))
+            return 0;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (!tail(1) || !tail(2) || !tail(3) || (c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F))
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/// Text from a request for a message: at most `max` bytes of `s`, cut
+/// between characters, each byte that is not UTF-8 shown as U+FFFD, so that
+/// the JSON answer stays valid UTF-8 whatever the request held.
+std::string excerpt(std::string_view s, std::size_t max)
+{
+    std::string out;
+    std::size_t used = 0;
+    while (used < s.size()) {
+        const std::size_t n = utf8_sequence(s.substr(used));
+        if (used + (n == 0 ? 1 : n) > max)
+            break;
+        if (n == 0)
+            out += "\xEF\xBF\xBD";
+        else
+            out.append(s.substr(used, n));
+        used += n == 0 ? 1 : n;
+    }
+    return out;
+}
+
 /// A value for a message: short, and never the whole of a large input.
 std::string describe(const json::value& v)
 {
     std::string s = json::serialize(v);
     if (s.size() > 40)
-        s = s.substr(0, 37) + "...";
+        s = excerpt(s, 37) + "...";
     return s;
 }
 
@@ -222,7 +270,9 @@ struct duplicate_key_finder {
     static constexpr std::size_t max_key_size = std::size_t(-1);
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
-    std::vector<std::vector<std::string>> objects; // keys of each open object
+    // The keys of each open object, hashed: a body of 650,000 keys (it fits
+    // in 8 MiB) must not cost n² string compares on the server's thread.
+    std::vector<std::unordered_set<std::string>> objects;
     std::string key;
     std::string duplicate;
 
@@ -248,14 +298,11 @@ struct duplicate_key_finder {
     bool on_key(std::string_view s, std::size_t, error_code& ec)
     {
         key.append(s);
-        auto& keys = objects.back();
-        for (const auto& k : keys)
-            if (k == key) {
-                duplicate = key;
-                ec = json::error::syntax; // stop: the caller reports `duplicate`
-                return false;
-            }
-        keys.push_back(std::move(key));
+        if (!objects.back().insert(key).second) {
+            duplicate = key;
+            ec = json::error::syntax; // stop: the caller reports `duplicate`
+            return false;
+        }
         key.clear();
         return true;
     }
@@ -286,7 +333,7 @@ std::variant<json::object, api_response> parse_object(std::string_view body)
     json::basic_parser<duplicate_key_finder> dup{json::parse_options{}};
     dup.write_some(false, body.data(), body.size(), ec);
     if (!dup.handler().duplicate.empty())
-        return invalid("The field \"" + dup.handler().duplicate
+        return invalid("The field \"" + excerpt(dup.handler().duplicate, 64)
                        + "\" appears more than once in the request body; send it once.");
     return std::move(v.as_object());
 }
@@ -360,9 +407,8 @@ std::optional<api_response> format_field(std::string_view key, const json::value
 
 api_response unknown_field(std::string_view key, std::string_view allowed)
 {
-    std::string shown(key.substr(0, 64));
-    return invalid("Unknown field \"" + shown + "\" in the request body; the fields are " + std::string(allowed)
-                   + ".");
+    return invalid("Unknown field \"" + excerpt(key, 64) + "\" in the request body; the fields are "
+                   + std::string(allowed) + ".");
 }
 
 std::variant<export_request, api_response> contacts_request(std::string_view body,
@@ -489,6 +535,225 @@ std::optional<std::int64_t> decimal(std::string_view s) noexcept
 
 } // namespace
 
+// -- the pure half (detail/api_parse.hpp) ----------------------------------------------
+
+namespace detail {
+
+std::array<unsigned char, 32> api_key_digest(std::string_view key) { return sha256(key); }
+
+std::variant<export_request, api_response> parse_contacts_request(std::string_view body,
+                                                                  const request_limits& limits)
+{
+    return contacts_request(body, limits);
+}
+
+std::variant<export_request, api_response> parse_delivery_reports_request(std::string_view body)
+{
+    return delivery_reports_request(body);
+}
+
+std::optional<api_response> check_regenerate_body(std::string_view body)
+{
+    auto parsed = parse_object(body);
+    if (auto* bad = std::get_if<api_response>(&parsed))
+        return std::move(*bad);
+    if (!std::get<json::object>(parsed).empty())
+        return invalid("POST /exports/{exportId} takes no fields: it regenerates "
+                       "the export as first requested. Send an empty body or {}.");
+    return std::nullopt;
+}
+
+std::variant<list_query, api_response> parse_list_query(std::string_view query)
+{
+    list_query out;
+    bool seen_page = false, seen_limit = false;
+    for (const auto& p : split_query(query)) {
+        const bool is_page = p.name == "page";
+        if (!is_page && p.name != "limit")
+            return error(400, "INVALID_QUERY",
+                         "Unknown query parameter \"" + excerpt(p.name, 64)
+                             + "\"; GET /exports takes page and limit.");
+        bool& seen = is_page ? seen_page : seen_limit;
+        if (seen)
+            return error(400, "INVALID_QUERY",
+                         std::string(is_page ? "page" : "limit") + " is given twice; give it once.");
+        seen = true;
+        const auto v = decimal(p.value);
+        if (is_page) {
+            if (!v)
+                return error(400, "INVALID_QUERY", "page must be a whole number from 0 (the first page).");
+            out.page = *v;
+        } else {
+            if (!v || *v < 1 || *v > 100)
+                return error(400, "INVALID_QUERY", "limit must be a whole number from 1 to 100.");
+            out.limit = *v;
+        }
+    }
+    return out;
+}
+
+std::variant<download_query, api_response> parse_download_query(std::string_view query)
+{
+    download_query out;
+    int seen_expires = 0, seen_signature = 0;
+    for (const auto& p : split_query(query)) {
+        if (p.name == "expires") {
+            out.expires = p.value;
+            ++seen_expires;
+        } else if (p.name == "signature") {
+            out.signature = p.value;
+            ++seen_signature;
+        }
+    }
+    if (seen_expires != 1 || seen_signature != 1)
+        return error(403, "FORBIDDEN",
+                     "This download link is incomplete; use the whole url from GET "
+                     "/exports/{exportId}.");
+    return out;
+}
+
+std::variant<route_match, api_response> match_route(std::string_view method, std::string_view path)
+{
+    const bool get = method == "GET" || method == "HEAD";
+    const bool post = method == "POST";
+
+    // -- downloads: the signature is the credential ----------------------
+    static constexpr std::string_view downloads = "/downloads/";
+    if (path.starts_with(downloads)) {
+        const std::string_view id = path.substr(downloads.size());
+        if (!is_export_id(id))
+            return not_found();
+        if (!get)
+            return method_not_allowed("GET, HEAD");
+        return route_match{api_route::download, id};
+    }
+
+    // -- the API ------------------------------------------------------------
+    static constexpr std::string_view exports_slash = "/exports/";
+    if (path == "/exports") {
+        if (!get)
+            return method_not_allowed("GET, HEAD");
+        return route_match{api_route::list, {}};
+    }
+    if (path == "/exports/contacts" || path == "/exports/delivery-reports") {
+        if (!post)
+            return method_not_allowed("POST");
+        return route_match{path == "/exports/contacts" ? api_route::create_contacts : api_route::create_reports,
+                           {}};
+    }
+    if (path.starts_with(exports_slash) && is_export_id(path.substr(exports_slash.size()))) {
+        if (!get && !post)
+            return method_not_allowed("GET, HEAD, POST");
+        return route_match{api_route::by_id, path.substr(exports_slash.size())};
+    }
+    return error(404, "NOT_FOUND",
+                 path.starts_with(exports_slash)
+                     ? "There is no export with this id in your account."
+                     : "There is no such route. The API is described in docs/openapi.yaml.");
+}
+
+std::int64_t authenticate(const std::optional<std::string>& authorization,
+                          std::span<const api_key_entry> keys)
+{
+    std::int64_t account = 0;
+    if (authorization) {
+        const std::string_view auth = *authorization;
+        if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) {
+            std::string_view key = auth.substr(7);
+            while (!key.empty() && key.front() == ' ')
+                key.remove_prefix(1);
+            while (!key.empty() && key.back() == ' ')
+                key.remove_suffix(1);
+            const auto digest = sha256(key);
+            // Every key is compared, each in constant time.
+            for (const auto& [d, acct] : keys)
+                if (CRYPTO_memcmp(d.data(), digest.data(), d.size()) == 0)
+                    account = acct;
+        }
+    }
+    return account;
+}
+
+std::optional<api_response> check_idempotency_key(std::string_view k)
+{
+    bool printable = true;
+    for (const char c : k)
+        printable = printable && c >= 0x20 && c <= 0x7e;
+    if (k.empty() || k.size() > 255 || !printable)
+        return error(400, "INVALID_IDEMPOTENCY_KEY",
+                     "The Idempotency-Key header must be 1 to 255 printable ASCII characters.");
+    return std::nullopt;
+}
+
+api_plan plan_request(api_request r, std::span<const api_key_entry> keys, const request_limits& limits)
+{
+    const std::string_view target = r.target;
+    const std::size_t qmark = target.find('?');
+    const std::string_view path = target.substr(0, qmark);
+    const std::string_view query = qmark == std::string_view::npos ? std::string_view{}
+                                                                   : target.substr(qmark + 1);
+
+    auto matched = match_route(r.method, path);
+    if (auto* bad = std::get_if<api_response>(&matched))
+        return std::move(*bad);
+    const route_match m = std::get<route_match>(matched);
+
+    if (m.route == api_route::download) {
+        auto q = parse_download_query(query);
+        if (auto* bad = std::get_if<api_response>(&q))
+            return std::move(*bad);
+        const download_query& d = std::get<download_query>(q);
+        return download_call{std::string(path), std::string(d.expires), std::string(d.signature)};
+    }
+
+    // -- the account, then the Idempotency-Key --------------------------------
+    const std::int64_t account = authenticate(r.authorization, keys);
+    if (account == 0) {
+        api_response resp = error(401, "UNAUTHORIZED",
+                                  "Send your API key in the Authorization header: "
+                                  "\"Authorization: Bearer <api key>\".");
+        resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return resp;
+    }
+    const bool post = r.method == "POST";
+    if (post && r.idempotency_key)
+        if (auto bad = check_idempotency_key(*r.idempotency_key))
+            return std::move(*bad);
+
+    switch (m.route) {
+    case api_route::list: {
+        auto q = parse_list_query(query);
+        if (auto* bad = std::get_if<api_response>(&q))
+            return std::move(*bad);
+        const list_query& l = std::get<list_query>(q);
+        return list_call{account, l.page, l.limit};
+    }
+    case api_route::create_contacts:
+    case api_route::create_reports: {
+        auto req = m.route == api_route::create_contacts ? contacts_request(r.body, limits)
+                                                         : delivery_reports_request(r.body);
+        if (auto* bad = std::get_if<api_response>(&req))
+            return std::move(*bad);
+        export_request& er = std::get<export_request>(req);
+        if (const std::string problem = validate_request(er, limits); !problem.empty())
+            return invalid(problem);
+        return create_call{account, std::move(er), std::move(r.idempotency_key)};
+    }
+    case api_route::by_id:
+        if (post) {
+            if (auto bad = check_regenerate_body(r.body))
+                return std::move(*bad);
+            return regenerate_call{account, std::string(m.id), std::move(r.idempotency_key)};
+        }
+        return get_url_call{account, std::string(m.id)};
+    case api_route::download:
+        break;
+    }
+    return internal_error(); // unreachable: every route is handled above
+}
+
+} // namespace detail
+
 // -- the public face -----------------------------------------------------------------
 
 std::string_view api_response::header(std::string_view name) const noexcept
@@ -560,38 +825,14 @@ void http_api::do_handle(api_request r, response_handler h)
     };
 
     try {
-        const std::string_view target = r.target;
-        const std::size_t qmark = target.find('?');
-        const std::string_view path = target.substr(0, qmark);
-        const std::string_view query = qmark == std::string_view::npos ? std::string_view{}
-                                                                       : target.substr(qmark + 1);
-        const bool get = r.method == "GET" || r.method == "HEAD";
-        const bool post = r.method == "POST";
+        detail::api_plan plan = detail::plan_request(std::move(r), keys_, engine_.options().limits);
+        if (auto* resp = std::get_if<api_response>(&plan))
+            return reply(std::move(*resp));
 
-        // -- downloads: the signature is the credential ----------------------
-        static constexpr std::string_view downloads = "/downloads/";
-        if (path.starts_with(downloads)) {
-            if (!is_export_id(path.substr(downloads.size())))
-                return reply(not_found());
-            if (!get)
-                return reply(method_not_allowed("GET, HEAD"));
-            std::string_view expires, signature;
-            int seen_expires = 0, seen_signature = 0;
-            for (const auto& p : split_query(query)) {
-                if (p.name == "expires") {
-                    expires = p.value;
-                    ++seen_expires;
-                } else if (p.name == "signature") {
-                    signature = p.value;
-                    ++seen_signature;
-                }
-            }
-            if (seen_expires != 1 || seen_signature != 1)
-                return reply(error(403, "FORBIDDEN",
-                                   "This download link is incomplete; use the whole url from GET "
-                                   "/exports/{exportId}."));
+        if (auto* d = std::get_if<detail::download_call>(&plan)) {
+            // The signature is the credential.
             engine_.async_find_download(
-                std::string(path), std::string(expires), std::string(signature),
+                std::move(d->path), std::move(d->expires), std::move(d->signature),
                 asio::bind_executor(ex, [h = std::move(h)](error_code ec, download_file f) mutable {
                     if (ec == errc::not_found)
                         return std::move(h)(error(403, "FORBIDDEN",
@@ -613,95 +854,8 @@ void http_api::do_handle(api_request r, response_handler h)
                 }));
             return;
         }
-
-        // -- the API: routes first, then the account --------------------------
-        enum class route { list, create_contacts, create_reports, by_id } which;
-        std::string_view id;
-        static constexpr std::string_view exports_slash = "/exports/";
-        if (path == "/exports") {
-            if (!get)
-                return reply(method_not_allowed("GET, HEAD"));
-            which = route::list;
-        } else if (path == "/exports/contacts" || path == "/exports/delivery-reports") {
-            if (!post)
-                return reply(method_not_allowed("POST"));
-            which = path == "/exports/contacts" ? route::create_contacts : route::create_reports;
-        } else if (path.starts_with(exports_slash) && is_export_id(path.substr(exports_slash.size()))) {
-            if (!get && !post)
-                return reply(method_not_allowed("GET, HEAD, POST"));
-            which = route::by_id;
-            id = path.substr(exports_slash.size());
-        } else {
-            return reply(error(404, "NOT_FOUND",
-                               path.starts_with(exports_slash)
-                                   ? "There is no export with this id in your account."
-                                   : "There is no such route. The API is described in docs/openapi.yaml."));
-        }
-
-        std::int64_t account = 0;
-        if (r.authorization) {
-            const std::string_view auth = *r.authorization;
-            if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) {
-                std::string_view key = auth.substr(7);
-                while (!key.empty() && key.front() == ' ')
-                    key.remove_prefix(1);
-                while (!key.empty() && key.back() == ' ')
-                    key.remove_suffix(1);
-                const auto digest = sha256(key);
-                // Every key is compared, each in constant time.
-                for (const auto& [d, acct] : keys_)
-                    if (CRYPTO_memcmp(d.data(), digest.data(), d.size()) == 0)
-                        account = acct;
-            }
-        }
-        if (account == 0) {
-            api_response resp = error(401, "UNAUTHORIZED",
-                                      "Send your API key in the Authorization header: "
-                                      "\"Authorization: Bearer <api key>\".");
-            resp.headers.emplace_back("WWW-Authenticate", "Bearer");
-            return reply(std::move(resp));
-        }
-
-        if (post && r.idempotency_key) {
-            const std::string& k = *r.idempotency_key;
-            bool printable = true;
-            for (const char c : k)
-                printable = printable && c >= 0x20 && c <= 0x7e;
-            if (k.empty() || k.size() > 255 || !printable)
-                return reply(error(400, "INVALID_IDEMPOTENCY_KEY",
-                                   "The Idempotency-Key header must be 1 to 255 printable ASCII "
-                                   "characters."));
-        }
-
-        switch (which) {
-        case route::list: {
-            std::int64_t page = 0, limit = 10;
-            bool seen_page = false, seen_limit = false;
-            for (const auto& p : split_query(query)) {
-                const bool is_page = p.name == "page";
-                if (!is_page && p.name != "limit")
-                    return reply(error(400, "INVALID_QUERY",
-                                       "Unknown query parameter \"" + std::string(p.name.substr(0, 64))
-                                           + "\"; GET /exports takes page and limit."));
-                bool& seen = is_page ? seen_page : seen_limit;
-                if (seen)
-                    return reply(error(400, "INVALID_QUERY",
-                                       std::string(is_page ? "page" : "limit") + " is given twice; give it once."));
-                seen = true;
-                const auto v = decimal(p.value);
-                if (is_page) {
-                    if (!v)
-                        return reply(error(400, "INVALID_QUERY",
-                                           "page must be a whole number from 0 (the first page)."));
-                    page = *v;
-                } else {
-                    if (!v || *v < 1 || *v > 100)
-                        return reply(error(400, "INVALID_QUERY",
-                                           "limit must be a whole number from 1 to 100."));
-                    limit = *v;
-                }
-            }
-            engine_.async_list_exports(account, page, limit, later([](export_list l) {
+        if (auto* l = std::get_if<detail::list_call>(&plan)) {
+            engine_.async_list_exports(l->account, l->page, l->limit, later([](export_list l) {
                 json::array items;
                 items.reserve(l.jobs.size());
                 for (const export_job& j : l.jobs)
@@ -713,43 +867,27 @@ void http_api::do_handle(api_request r, response_handler h)
             }));
             return;
         }
-        case route::create_contacts:
-        case route::create_reports: {
-            auto req = which == route::create_contacts
-                           ? contacts_request(r.body, engine_.options().limits)
-                           : delivery_reports_request(r.body);
-            if (auto* bad = std::get_if<api_response>(&req))
-                return reply(std::move(*bad));
-            export_request& er = std::get<export_request>(req);
-            if (const std::string problem = validate_request(er, engine_.options().limits); !problem.empty())
-                return reply(invalid(problem));
-            engine_.async_create_export(account, std::move(er), std::move(r.idempotency_key),
+        if (auto* c = std::get_if<detail::create_call>(&plan)) {
+            engine_.async_create_export(c->account, std::move(c->request), std::move(c->idempotency_key),
                                         later([](export_snapshot s) { return accepted(s); }));
             return;
         }
-        case route::by_id:
-            if (post) {
-                auto body = parse_object(r.body);
-                if (auto* bad = std::get_if<api_response>(&body))
-                    return reply(std::move(*bad));
-                if (!std::get<json::object>(body).empty())
-                    return reply(invalid("POST /exports/{exportId} takes no fields: it regenerates "
-                                         "the export as first requested. Send an empty body or {}."));
-                engine_.async_regenerate_export(account, std::string(id), std::move(r.idempotency_key),
-                                                later([](export_snapshot s) { return accepted(s); }));
-                return;
-            }
-            engine_.async_get_download_url(account, std::string(id), later([](download_link l) {
-                return json_response(200, json::object{{"exportId", l.export_id},
-                                                       {"url", l.url},
-                                                       {"expiresAt", format_rfc3339_ms(l.expires_at)},
-                                                       {"fileExpiresAt", format_rfc3339_ms(l.file_expires_at)},
-                                                       {"rowCount", l.row_count},
-                                                       {"fileSize", l.file_size},
-                                                       {"contentType", l.content_type}});
-            }));
+        if (auto* g = std::get_if<detail::regenerate_call>(&plan)) {
+            engine_.async_regenerate_export(g->account, std::move(g->export_id), std::move(g->idempotency_key),
+                                            later([](export_snapshot s) { return accepted(s); }));
             return;
         }
+        auto& u = std::get<detail::get_url_call>(plan);
+        engine_.async_get_download_url(u.account, std::move(u.export_id), later([](download_link l) {
+            return json_response(200, json::object{{"exportId", l.export_id},
+                                                   {"url", l.url},
+                                                   {"expiresAt", format_rfc3339_ms(l.expires_at)},
+                                                   {"fileExpiresAt", format_rfc3339_ms(l.file_expires_at)},
+                                                   {"rowCount", l.row_count},
+                                                   {"fileSize", l.file_size},
+                                                   {"contentType", l.content_type}});
+        }));
+        return;
     } catch (const std::exception&) {
         // Only allocation can throw above. If the handler has gone to the
         // engine, the engine answers it.

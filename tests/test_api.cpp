@@ -581,3 +581,37 @@ TEST_CASE("api: keys and accounts are checked at construction", "[api]")
     const auto routes = http_api::routes();
     CHECK(routes.size() == 6);
 }
+
+TEST_CASE("api: error messages quote hostile input as valid UTF-8 (fuzz regressions)", "[api][validation]")
+{
+    // Found by tests/fuzz/fuzz_api_request (the inputs are kept in
+    // tests/fuzz/corpus/fuzz_api_request/regression_*): a query parameter
+    // name that is not UTF-8, or an unknown field or a bad value cut in the
+    // middle of a UTF-8 character for the message, made the error body
+    // invalid JSON. call() checks that every body parses (UTF-8 included).
+    api_fixture f;
+    const auto message = [](const reply& r) { return std::string(r.body.at("error").at("message").as_string()); };
+
+    const reply query = f.call("GET", "/exports?\xc3\x28=1&limit=5");
+    CHECK(query.status() == 400);
+    CHECK(query.code() == "INVALID_QUERY");
+    CHECK(message(query).find("\"\xEF\xBF\xBD(\"") != std::string::npos); // U+FFFD for the stray byte
+
+    // 63 bytes then a 2-byte character: the 64-byte excerpt ends before it.
+    const reply field = f.call("POST", "/exports/contacts", "{\"" + std::string(63, 'k') + "\xC3\xA9\":1}");
+    CHECK(field.code() == "INVALID_REQUEST");
+    CHECK(message(field).find("\"" + std::string(63, 'k') + "\" in the request body") != std::string::npos);
+
+    // describe(): the first 37 bytes of the value's JSON, "\"zzz…", end inside the é.
+    const reply value =
+        f.call("POST", "/exports/contacts", "{\"compression\":\"" + std::string(35, 'z') + "\xC3\xA9zzzz\"}");
+    CHECK(value.code() == "INVALID_REQUEST");
+    CHECK(message(value).find("\"" + std::string(35, 'z') + "...") != std::string::npos);
+
+    // A duplicated key is quoted in 64 bytes at most, however long it is.
+    const std::string key(5000, 'd');
+    const reply dup = f.call("POST", "/exports/contacts", "{\"" + key + "\":1,\"" + key + "\":2}");
+    CHECK(dup.code() == "INVALID_REQUEST");
+    CHECK(message(dup).size() < 200);
+    CHECK(f.total() == 0);
+}

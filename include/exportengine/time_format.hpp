@@ -21,7 +21,10 @@ namespace exportengine {
 /// stored in whole milliseconds or seconds. Returns nullopt for anything else.
 [[nodiscard]] std::optional<timestamp> parse_rfc3339(std::string_view text) noexcept;
 
-/// `2026-11-26T07:36:51.123Z`: UTC, always three fraction digits.
+/// `2026-11-26T07:36:51.123Z`: UTC, always three fraction digits. The empty
+/// string for an instant outside the years 0000-9999 (UTC), which
+/// parse_rfc3339 can return when an offset moves a date at either end of
+/// its range across it (`0000-01-01T00:00:00+01:00`).
 [[nodiscard]] std::string format_rfc3339_ms(timestamp t);
 
 } // namespace exportengine
