@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/serialize.hpp>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <iterator>
 #include <set>
 #include <vector>
 
@@ -37,6 +39,10 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+/// Room in a connection's read buffer beyond the header limit: one read's
+/// worth of body bytes on their way into the body.
+constexpr std::size_t read_buffer_slack = 64 * 1024;
 
 /// Closes a descriptor on every way out.
 struct unique_fd {
@@ -139,6 +145,53 @@ std::string size_text(std::size_t n)
 }
 
 std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
+
+/// RFC 9112 §3.2.2: a server must accept the absolute form
+/// (`http://host/exports?page=1`); the API routes on the origin form
+/// (`/exports?page=1`), so the scheme and authority are dropped.
+std::string origin_form(std::string_view target)
+{
+    std::size_t skip = 0;
+    if (target.size() >= 7 && beast::iequals(target.substr(0, 7), "http://"))
+        skip = 7;
+    else if (target.size() >= 8 && beast::iequals(target.substr(0, 8), "https://"))
+        skip = 8;
+    if (skip == 0)
+        return std::string(target);
+    const std::size_t path = target.find_first_of("/?", skip);
+    if (path == std::string_view::npos)
+        return "/";
+    return (target[path] == '?' ? "/" : "") + std::string(target.substr(path));
+}
+
+/// The one framing with a Transfer-Encoding we accept: HTTP/1.1 and exactly
+/// `chunked`. Beast ignores any other transfer coding (`gzip, chunked` would
+/// be read as plain chunked, `chunked, gzip` or `identity` fall back to
+/// Content-Length or no body at all — a request-smuggling shape behind a
+/// proxy that reads them otherwise), so such requests are refused (400)
+/// and the connection closed.
+bool acceptable_transfer_encoding(const http::request_header<>& h)
+{
+    const auto [first, last] = h.equal_range(http::field::transfer_encoding);
+    if (first == last)
+        return true;
+    if (std::next(first) != last || h.version() < 11)
+        return false;
+    std::string_view v = first->value();
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+        v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+        v.remove_suffix(1);
+    return beast::iequals(v, "chunked");
+}
+
+/// Errors that mean the peer went away or took too long: nothing to answer.
+bool peer_gone(const error_code& ec)
+{
+    return ec == http::error::end_of_stream || ec == http::error::partial_message || ec == beast::error::timeout
+           || ec == asio::error::operation_aborted || ec == asio::error::connection_reset
+           || ec == asio::error::eof || ec == asio::error::broken_pipe;
+}
 
 } // namespace
 
@@ -317,7 +370,12 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 
     asio::awaitable<void> session(std::shared_ptr<connection> c)
     {
-        beast::flat_buffer buffer;
+        // Bounded: the header limit bounds a request's head and the body
+        // limit its body, but Beast keeps a chunk-size line, its extensions
+        // and the trailer whole in this buffer until their CRLF — unbounded,
+        // one client could make the server hold gigabytes. Over the bound the
+        // read fails (buffer_overflow): a 400.
+        beast::flat_buffer buffer(opt.max_header_size + read_buffer_slack);
         bool first = true;
         for (;;) {
             http::request_parser<http::string_body> parser;
@@ -326,8 +384,27 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
             c->idle = buffer.size() == 0;
             if (stopping && c->idle)
                 break;
-            c->stream.expires_after(first ? opt.request_timeout : opt.idle_timeout);
-            first = false;
+            // The whole request — head and body — must arrive by this
+            // deadline (a client that dribbles its head and then its body
+            // gets no more time than one that dribbles either).
+            auto deadline = std::chrono::steady_clock::now() + opt.request_timeout;
+            if (first) {
+                // From the connection on, the first request has request_timeout.
+                first = false;
+            } else if (buffer.size() == 0) {
+                // Kept alive: wait up to idle_timeout for the next request's
+                // first bytes; from then on it has request_timeout like the
+                // first (a slow client gets no more by sending a request first).
+                c->stream.expires_after(opt.idle_timeout);
+                auto [wec, wn] = co_await c->stream.async_read_some(
+                    buffer.prepare(beast::read_size(buffer, 65536)), tuple_awaitable);
+                buffer.commit(wn);
+                if (wec)
+                    break;
+                c->idle = false;
+                deadline = std::chrono::steady_clock::now() + opt.request_timeout;
+            }
+            c->stream.expires_at(deadline);
             auto [ec, n] = co_await http::async_read_header(c->stream, buffer, parser, tuple_awaitable);
             (void)n;
             c->idle = false;
@@ -347,9 +424,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                     const auto r = too_large();
                     co_await send(*c, r, req.version(), false, req.method() == http::verb::head);
                     access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
-                } else if (ec != http::error::end_of_stream && ec != beast::error::timeout
-                           && ec != asio::error::operation_aborted && ec != asio::error::connection_reset
-                           && ec != http::error::partial_message && ec != asio::error::eof) {
+                } else if (!peer_gone(ec)) {
                     const auto r = http_api::error_response(400, "BAD_REQUEST",
                                                             "The request is not valid HTTP/1.1.");
                     co_await send(*c, r, 11, false, false);
@@ -359,6 +434,15 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
             }
             auto& req = parser.get();
             const bool head = req.method() == http::verb::head;
+            if (!acceptable_transfer_encoding(req)) {
+                const auto r = http_api::error_response(
+                    400, "BAD_REQUEST",
+                    "The request's Transfer-Encoding is not supported: send the body with Content-Length, "
+                    "or with Transfer-Encoding: chunked alone (HTTP/1.1).");
+                co_await send(*c, r, req.version(), false, head);
+                access_log(*c, req.method_string(), req.target(), 400, r.body.size(), start);
+                break;
+            }
             if (const auto len = parser.content_length(); len && *len > opt.max_body_size) {
                 const auto r = too_large();
                 co_await send(*c, r, req.version(), false, head);
@@ -374,7 +458,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                     if (cec)
                         break;
                 }
-                c->stream.expires_after(opt.request_timeout);
+                c->stream.expires_at(deadline);
                 auto [bec, bn] = co_await http::async_read(c->stream, buffer, parser, tuple_awaitable);
                 (void)bn;
                 if (bec == http::error::body_limit) {
@@ -383,13 +467,23 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                     access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                     break;
                 }
-                if (bec)
+                if (bec) {
+                    // Malformed chunked framing (bad size, missing CRLF, a
+                    // size that overflows, an endless chunk line): a 400.
+                    // A client that went away or stalled gets nothing.
+                    if (!peer_gone(bec)) {
+                        const auto r = http_api::error_response(400, "BAD_REQUEST",
+                                                                "The request body is not valid HTTP/1.1 framing.");
+                        co_await send(*c, r, req.version(), false, head);
+                        access_log(*c, req.method_string(), req.target(), 400, r.body.size(), start);
+                    }
                     break;
+                }
             }
 
             api_request ar;
             ar.method = std::string(req.method_string());
-            ar.target = std::string(req.target());
+            ar.target = origin_form(req.target());
             if (const auto it = req.find(http::field::authorization); it != req.end())
                 ar.authorization = std::string(it->value());
             if (const auto it = req.find("Idempotency-Key"); it != req.end())

@@ -5,8 +5,15 @@
 // - Limits: request header size (431 over it), body size (413 over it, told
 //   from Content-Length before the body is read; the default 8 MiB holds
 //   100,000 contactIds with room for pretty-printing), a deadline to read a
-//   whole request (slow clients are cut off), an idle keep-alive timeout, a
-//   per-chunk write timeout, and a connection cap.
+//   whole request (slow clients are cut off; on a kept-alive connection it
+//   runs from the next request's first byte), an idle keep-alive timeout, a
+//   per-chunk write timeout, a connection cap, and a bounded read buffer
+//   (an endless chunk-size line, chunk extension or trailer is a 400, not
+//   memory).
+// - Framing: a Transfer-Encoding other than exactly `chunked` (HTTP/1.1),
+//   or together with Content-Length, is a 400 and the connection closes
+//   (request-smuggling shapes); malformed chunked framing is a 400. Targets
+//   in absolute form (`http://host/exports`) are routed by their path.
 // - `Expect: 100-continue` is answered, so `curl` sends big bodies at once.
 // - Downloads: the file is opened by the sink key the engine recorded (never a
 //   name from the URL), read in chunks on a small blocking pool with pread(2)
