@@ -553,12 +553,15 @@ struct engine::impl {
         }
     }
 
-    std::string file_key(const export_job& job) const
+    std::string file_key(const export_job& job) const { return file_key(job, job.lease.token); }
+
+    /// The file the claim with lease token `token` writes.
+    static std::string file_key(const export_job& job, std::int64_t token)
     {
         // Built from our own id and lease token only: never from user input.
         // The token makes every attempt's file distinct, so a stale worker's
         // publish can never replace the current attempt's file.
-        return job.id + "-" + std::to_string(job.lease.token)
+        return job.id + "-" + std::to_string(token)
                + (job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv");
     }
 
@@ -566,6 +569,16 @@ struct engine::impl {
     outcome execute_once(const export_job& job, job_control& c) noexcept
     {
         try {
+            // The previous claim's file, in case that claim published and
+            // died before recording it and the requeue's removal of it (see
+            // requeue_expired_leases) was lost to a second crash. A claimed
+            // job was queued and a queued job names no file, so that key is
+            // nobody's; a previous claim still running is refused on complete
+            // (the token moved on) and removes its own. Missing is success.
+            if (job.lease.token > 1) {
+                error_code rec;
+                sink.remove(file_key(job, job.lease.token - 1), rec);
+            }
             source_error serr;
             std::unique_ptr<row_cursor> cursor = source.open(job, serr);
             if (serr || !cursor)

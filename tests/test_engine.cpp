@@ -538,6 +538,40 @@ TEST_CASE("a claim that published and died before recording it leaves no file be
     CHECK(std::filesystem::exists(f.file_of(s.job)));
 }
 
+TEST_CASE("a lost claim's file whose removal a second crash prevented goes with the next claim", "[engine][crash]")
+{
+    // tests/tools/crash_test.py kills the server again during recovery: a
+    // kill between the requeue's commit and the removal of the lost claim's
+    // file (requeue_expired_leases) would leave that file for ever. The next
+    // claim of the job removes it.
+    test::engine_fixture f;
+    boost::system::error_code ec;
+    const std::string id = "job-published-then-died-twice";
+    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
+                   std::nullopt, ec);
+    const auto claimed = f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec);
+    REQUIRE(claimed);
+    const std::string orphan = f.dir.file("files") + "/" + id + "-" + std::to_string(claimed->lease.token) + ".csv";
+    test::write_file(orphan, "id,phoneNumber\r\n1,+4915100000001\r\n");
+    f.clock.advance(2s);
+    // The recovering engine's requeue committed, then it died too.
+    f.store.requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, ec);
+    REQUIRE_FALSE(ec);
+    REQUIRE(f.store.find(id, ec)->status == export_status::queued);
+    REQUIRE(std::filesystem::exists(orphan));
+
+    engine& e = f.start();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK_FALSE(std::filesystem::exists(orphan));
+    const auto s = e.async_get_export(1, id, asio::use_future).get();
+    CHECK(s.job.attempt == 2);
+    CHECK(s.job.file_key == id + "-" + std::to_string(claimed->lease.token + 1) + ".csv");
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(f.dir.file("files")))
+        files.push_back(entry.path().filename().string());
+    CHECK(files == std::vector<std::string>{s.job.file_key});
+}
+
 TEST_CASE("a stale worker's late result is refused and its file removed", "[engine][crash]")
 {
     test::engine_fixture f;

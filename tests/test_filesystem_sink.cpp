@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace exportengine;
@@ -451,11 +452,62 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries deletes only .tmp-* files",
     CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 0);
     CHECK_FALSE(ec);
 
-    // A writer's temporary is what it removes after a crash.
+    // A live writer's temporary is spared (it holds a lock on it); one left
+    // by a writer whose process died is removed.
     auto w = sink.create("k", ec);
     REQUIRE(w);
+    CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 0);
+    CHECK_FALSE(ec);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        boost::system::error_code cec;
+        auto crashed = sink.create("crashed", cec);
+        if (crashed)
+            crashed->write("partial", 7, cec);
+        ::_exit(crashed && !cec ? 0 : 1); // a crash: no destructor runs
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    CHECK(entries(d).size() == 6);
     CHECK(sink.remove_stale_temporaries(std::chrono::seconds{0}, ec) == 1);
     CHECK_FALSE(ec);
+    const auto left = entries(d);
+    CHECK(std::count_if(left.begin(), left.end(), [](const std::string& n) { return n.rfind(".tmp-k-", 0) == 0; })
+          == 1);
+    CHECK(std::none_of(left.begin(), left.end(),
+                       [](const std::string& n) { return n.rfind(".tmp-crashed-", 0) == 0; }));
+    CHECK(w->write("abc", 3, ec) == 3);
+    CHECK(w->publish(ec).size == 3);
+    CHECK_FALSE(ec);
+}
+
+TEST_CASE("filesystem_sink: remove_stale_temporaries spares a live writer's temporary however old it looks",
+          "[sink][temp]")
+{
+    // Found by tests/tools/crash_test.py under ASan on a busy machine, with
+    // --stale-temp-age 4s: a live writer's temporary, untouched while the
+    // writer fsynced it, was taken for a crash's leftover and deleted; the
+    // rename then failed (ENOENT) and the export failed.
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"));
+    const std::string d = sink.directory();
+    boost::system::error_code ec;
+    auto live = sink.create("live", ec);
+    REQUIRE(live);
+    CHECK(live->write("abc", 3, ec) == 3);
+    const auto names = entries(d);
+    REQUIRE(names.size() == 1);
+    const timespec two_hours_ago[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (d + "/" + names[0]).c_str(), two_hours_ago, 0) == 0);
+    CHECK(sink.remove_stale_temporaries(std::chrono::hours{1}, ec) == 0);
+    CHECK_FALSE(ec);
+    CHECK(entries(d) == names);
+    CHECK(live->publish(ec).size == 3);
+    CHECK_FALSE(ec);
+    CHECK(entries(d) == std::vector<std::string>{"live"});
 }
 
 TEST_CASE("filesystem_sink: remove_stale_temporaries spares temporaries younger than min_age", "[sink][temp]")

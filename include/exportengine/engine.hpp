@@ -85,7 +85,8 @@ struct engine_options {
     std::chrono::milliseconds sweep_interval = std::chrono::seconds{15};
     /// Temporary files untouched this long are a crashed writer's and are
     /// removed by the sweep. Live writers (of any process sharing the
-    /// storage) touch theirs far more often.
+    /// storage) touch theirs far more often, except while they fsync; the
+    /// filesystem sink's writers also lock theirs, so it spares them anyway.
     std::chrono::seconds stale_temporary_age = std::chrono::hours{1};
     /// Transient source/sink errors (busy, I/O, disk full) are retried with
     /// exponential backoff from `retry_initial_backoff`, each wait at most

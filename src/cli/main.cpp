@@ -18,6 +18,7 @@ constexpr std::string_view usage =
     "       [--listen 127.0.0.1:8080] [--retention 24h] [--record-retention 30d] [--url-ttl 15m]\n"
     "       [--workers N] [--public-url URL] [--signing-key FILE] [--previous-signing-key FILE ...]\n"
     "       [--max-body BYTES] [--readers K] [--quiet]\n"
+    "       [--lease 30s] [--sweep-interval 15s] [--stale-temp-age 1h]   (crash-recovery timing)\n"
     "      the HTTP API (SPEC 3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
     "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
     "       [--seed S] [--force]\n"

@@ -92,7 +92,8 @@ int serve_command(const std::vector<std::string>& argv)
 {
     const args a(argv, {"quiet"},
                  {"listen", "data-dir", "source", "retention", "record-retention", "url-ttl", "workers",
-                  "public-url", "signing-key", "max-body", "readers"},
+                  "public-url", "signing-key", "max-body", "readers", "lease", "sweep-interval",
+                  "stale-temp-age"},
                  {"api-key", "previous-signing-key"});
 
     // -- every argument is checked before anything starts -----------------
@@ -130,6 +131,17 @@ int serve_command(const std::vector<std::string>& argv)
     // Readers per export (each a connection and a thread): more than 1 pays
     // off when few exports run at once on several cores.
     const auto readers = static_cast<std::size_t>(a.integer_or("readers", 1, 1, 64));
+    // Crash-recovery timing (tests and impatient operators; the defaults are
+    // the engine's): how long a claim holds a job without a heartbeat (the
+    // heartbeat runs every lease/6), how often leases, expiries and
+    // temporaries are swept, and how old a temporary file must be before the
+    // sweep takes it for a crashed writer's.
+    const auto lease = a.duration_or("lease", std::chrono::seconds{30});
+    if (lease < std::chrono::milliseconds{600})
+        throw usage_error("--lease must be at least 600ms (the heartbeat renews it every lease/6)");
+    const auto sweep_interval = a.duration_or("sweep-interval", std::chrono::seconds{15});
+    const auto stale_temp_age =
+        std::chrono::ceil<std::chrono::seconds>(a.duration_or("stale-temp-age", std::chrono::hours{1}));
     const auto max_body = a.integer_or("max-body", 8 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024);
     std::optional<std::string> public_url = a.get("public-url");
     if (public_url && public_url->rfind("http://", 0) != 0 && public_url->rfind("https://", 0) != 0)
@@ -189,9 +201,13 @@ int serve_command(const std::vector<std::string>& argv)
     };
     engine eng(ioc.get_executor(), store, data, files, signer, clock,
                {.max_concurrent_jobs = static_cast<std::size_t>(workers),
+                .lease_duration = lease,
+                .heartbeat_interval = lease / 6,
                 .file_retention = file_retention,
                 .record_retention = record_retention,
-                .url_ttl = url_ttl},
+                .url_ttl = url_ttl,
+                .sweep_interval = sweep_interval,
+                .stale_temporary_age = stale_temp_age},
                std::move(hooks));
     http_api api(eng, api_opt);
 

@@ -46,6 +46,20 @@ class BadArguments(unittest.TestCase):
         self.assert_usage_error(["bench", "csv", "--rows", "1", "--rows", "2"], "--rows")
         self.assert_usage_error(["bench", "nope"], "nope")
 
+    def test_serve_recovery_timing(self):
+        # --lease, --sweep-interval, --stale-temp-age: checked before
+        # anything starts (the data dir is not even created).
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "src.db")
+            open(src, "wb").close()
+            data = os.path.join(d, "data")
+            base = ["serve", "--data-dir", data, "--source", src, "--api-key", "k:1"]
+            self.assert_usage_error(base + ["--lease", "100ms"], "--lease")
+            self.assert_usage_error(base + ["--lease", "3"], "--lease")
+            self.assert_usage_error(base + ["--sweep-interval", "0s"], "--sweep-interval")
+            self.assert_usage_error(base + ["--stale-temp-age", "soon"], "--stale-temp-age")
+            self.assertFalse(os.path.exists(data))
+
     def test_unwritable_out(self):
         self.assert_usage_error(["bench", "csv", "--rows", "5", "--out", "/nonexistent/x.csv"], "--out")
 

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 namespace exportengine::adapters {
@@ -74,11 +75,19 @@ struct md_ctx_deleter {
 using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
 
 /// A temporary file being written; see filesystem_sink::create.
+///
+/// Its temporary is flock(2)ed from create until after the rename (through
+/// `lock_fd_`, a second descriptor of the same open file, so closing `fd_`
+/// before the rename keeps the lock): remove_stale_temporaries skips a
+/// locked temporary, whatever its age — a live writer's is untouched while
+/// it fsyncs, which can take seconds on a busy disk. The kernel drops the
+/// lock when the writer's process dies, so a crash's leftovers are removed.
 class filesystem_writer final : public sink_writer {
 public:
-    filesystem_writer(int fd, std::string key, std::string temp_path, std::string final_path,
-                      const std::string& directory, const filesystem_ops& ops, md_ctx_ptr sha)
-        : fd_(fd), key_(std::move(key)), temp_path_(std::move(temp_path)),
+    filesystem_writer(int fd, int lock_fd, std::string key, std::string temp_path,
+                      std::string final_path, const std::string& directory,
+                      const filesystem_ops& ops, md_ctx_ptr sha)
+        : fd_(fd), lock_fd_(lock_fd), key_(std::move(key)), temp_path_(std::move(temp_path)),
           final_path_(std::move(final_path)), directory_(directory), ops_(ops),
           sha_(std::move(sha))
     {
@@ -91,6 +100,7 @@ public:
     {
         if (state_ == state::open)
             discard();
+        unlock();
     }
 
     std::size_t write(const char* data, std::size_t size,
@@ -170,6 +180,7 @@ public:
             discard();
             return {};
         }
+        unlock(); // the temporary's name is gone: nothing left to protect
         // The file is now visible; make the rename itself durable. If that
         // fails the publish fails, so take the file back out of sight.
         if (const int err = fsync_directory(directory_, ops_); err != 0) {
@@ -203,10 +214,20 @@ private:
             fd_ = -1;
         }
         ::unlink(temp_path_.c_str());
+        unlock();
         state_ = state::failed;
     }
 
+    void unlock() noexcept
+    {
+        if (lock_fd_ >= 0) {
+            ::close(lock_fd_); // the last descriptor of the file: the lock goes
+            lock_fd_ = -1;
+        }
+    }
+
     int fd_;
+    int lock_fd_;
     std::string key_;
     std::string temp_path_;
     std::string final_path_;
@@ -290,15 +311,31 @@ std::unique_ptr<sink_writer> filesystem_sink::create(std::string_view key,
         ec = errno_code(EEXIST);
         return nullptr;
     }
+    // The live-writer lock (see filesystem_writer). A new file: nobody else
+    // can hold it, so a failure here is the file system's (ENOLCK...).
+    int lock_fd = -1;
+    int lock_rc;
+    while ((lock_rc = ::flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+    }
+    if (lock_rc == 0)
+        lock_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (lock_fd < 0) {
+        const int err = errno;
+        ::close(fd);
+        ::unlink(temp_path.c_str());
+        ec = errno_code(err);
+        return nullptr;
+    }
 
     try {
-        auto writer = std::make_unique<filesystem_writer>(fd, std::string(key), temp_path,
+        auto writer = std::make_unique<filesystem_writer>(fd, lock_fd, std::string(key), temp_path,
                                                           join(directory_, key), directory_,
                                                           ops_, std::move(sha));
         ec = {};
         return writer;
     } catch (...) {
         ::close(fd);
+        ::close(lock_fd);
         ::unlink(temp_path.c_str());
         throw;
     }
@@ -342,8 +379,7 @@ std::size_t filesystem_sink::remove_stale_temporaries(std::chrono::seconds min_a
             continue;
         if (entry->d_type == DT_DIR)
             continue;
-        // Only temporaries nobody has written to for min_age: a live writer
-        // (ours or another process's) keeps its file's mtime fresh.
+        // Only temporaries nobody has written to for min_age...
         struct stat st{};
         if (::fstatat(dir_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue; // gone meanwhile
@@ -352,7 +388,28 @@ std::size_t filesystem_sink::remove_stale_temporaries(std::chrono::seconds min_a
                 std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec})};
         if (mtime > cutoff)
             continue;
-        if (::unlinkat(dir_fd, entry->d_name, 0) == 0) {
+        // ...and that no live writer holds: a writer (of any process) locks
+        // its temporary until it has renamed it, and its mtime stands still
+        // while it fsyncs, which can take seconds on a busy disk.
+        int fd = -1;
+        if (S_ISREG(st.st_mode)) {
+            fd = ::openat(dir_fd, entry->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+            if (fd < 0)
+                continue; // gone meanwhile (or unreadable: leave it)
+            int rc;
+            while ((rc = ::flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+            }
+            if (rc != 0) {
+                ::close(fd);
+                continue; // EWOULDBLOCK: a live writer's
+            }
+        }
+        const int unlinked = ::unlinkat(dir_fd, entry->d_name, 0);
+        const int unlink_errno = errno;
+        if (fd >= 0)
+            ::close(fd);
+        errno = unlink_errno;
+        if (unlinked == 0) {
             ++removed;
             continue;
         }

@@ -87,10 +87,15 @@ public:
     /// Errors: errc::invalid_request for a bad key, else the errno of unlink(2).
     void remove(std::string_view key, boost::system::error_code& ec) override;
 
-    /// Deletes every `.tmp-*` file in the directory (leftovers of writers
-    /// that died before publishing) and returns how many it deleted.
-    /// Call it only when no writer of any process is using the directory
-    /// (engine start-up): it would delete a live writer's file too.
+    /// Deletes every `.tmp-*` file in the directory whose mtime is at least
+    /// `min_age` old and that no live writer holds (leftovers of writers
+    /// that died before publishing) and returns how many it deleted. A
+    /// writer holds an flock(2) on its temporary from create() until the
+    /// rename, so its file is spared however old its mtime (a writer's
+    /// mtime stands still while it fsyncs, seconds on a busy disk); the
+    /// kernel drops the lock when the writer's process dies. Locks work
+    /// between processes on a local file system; `min_age` (the engine's
+    /// stale_temporary_age, 1 h by default) still guards the rest.
     /// Sub-directories are left alone. On an error (the errno of
     /// opendir/readdir/unlink) it still tries the remaining files and
     /// reports the first error in `ec`.
