@@ -955,6 +955,15 @@ def main():
         return 2
     EXE = os.path.abspath(sys.argv[1])
     TMP = tempfile.mkdtemp(prefix="exportengine-hostile-test-")
+    # A sanitizer build (the asan and tsan presets) keeps shadow memory and a
+    # quarantine of freed blocks, and runs several times slower: the same
+    # bounds, scaled. What they catch — unbounded growth, a stalled server —
+    # is still caught.
+    global RSS_LIMIT, SLOW_S
+    linked = subprocess.run(["ldd", EXE], capture_output=True, text=True).stdout
+    if "libasan" in linked or "libtsan" in linked:
+        RSS_LIMIT *= 4
+        SLOW_S *= 5
 
     def last_resort():
         if SERVER:
