@@ -1,6 +1,7 @@
 #include <exportengine/api.hpp>
 #include <exportengine/detail/api_parse.hpp>
 
+#include <exportengine/detail/request_hash.hpp>
 #include <exportengine/error.hpp>
 #include <exportengine/time_format.hpp>
 
@@ -12,7 +13,6 @@
 #include <boost/json/basic_parser_impl.hpp>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <charconv>
 #include <stdexcept>
@@ -42,15 +42,6 @@ bool iequals(std::string_view a, std::string_view b) noexcept
             return false;
     }
     return true;
-}
-
-std::array<unsigned char, 32> sha256(std::string_view s)
-{
-    std::array<unsigned char, 32> md{};
-    unsigned int len = 0;
-    if (EVP_Digest(s.data(), s.size(), md.data(), &len, EVP_sha256(), nullptr) != 1 || len != md.size())
-        throw std::runtime_error("SHA-256 failed");
-    return md;
 }
 
 /// Export ids as SPEC §3 allows them: [A-Za-z0-9_-]{1,64}.
@@ -539,7 +530,7 @@ std::optional<std::int64_t> decimal(std::string_view s) noexcept
 
 namespace detail {
 
-std::array<unsigned char, 32> api_key_digest(std::string_view key) { return sha256(key); }
+std::array<unsigned char, 32> api_key_digest(std::string_view key) { return detail::sha256(key); }
 
 std::variant<export_request, api_response> parse_contacts_request(std::string_view body,
                                                                   const request_limits& limits)
@@ -664,7 +655,7 @@ std::int64_t authenticate(const std::optional<std::string>& authorization,
                 key.remove_prefix(1);
             while (!key.empty() && key.back() == ' ')
                 key.remove_suffix(1);
-            const auto digest = sha256(key);
+            const auto digest = detail::sha256(key);
             // Every key is compared, each in constant time.
             for (const auto& [d, acct] : keys)
                 if (CRYPTO_memcmp(d.data(), digest.data(), d.size()) == 0)
@@ -786,7 +777,7 @@ http_api::http_api(engine& eng, const api_options& options) : engine_(eng)
             throw std::invalid_argument("an API key must not be empty");
         if (account <= 0)
             throw std::invalid_argument("an account id must be a positive integer");
-        keys_.emplace_back(sha256(key), account);
+        keys_.emplace_back(detail::sha256(key), account);
     }
 }
 

@@ -49,20 +49,25 @@ std::string canonical_request(const export_request& r)
     return s;
 }
 
+std::array<unsigned char, 32> sha256(std::string_view bytes)
+{
+    std::array<unsigned char, 32> md{};
+    unsigned int len = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), md.data(), &len, EVP_sha256(), nullptr) != 1 || len != md.size())
+        throw std::runtime_error("SHA-256 failed");
+    return md;
+}
+
 namespace {
 
 std::string sha256_hex(std::string_view text)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1)
-        throw std::runtime_error("SHA-256 failed");
     static constexpr char hex[] = "0123456789abcdef";
     std::string out;
-    out.reserve(2 * len);
-    for (unsigned int i = 0; i < len; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 0xF];
+    out.reserve(64);
+    for (const unsigned char b : sha256(text)) {
+        out += hex[b >> 4];
+        out += hex[b & 0xF];
     }
     return out;
 }

@@ -514,6 +514,27 @@ TEST_CASE("a job that keeps losing its lease fails after max_attempts", "[engine
     CHECK(view.job.status == export_status::failed);
 }
 
+namespace {
+
+/// A job claimed by a worker that published its file (`<id>-<token>.csv`)
+/// and died before the store recorded it; the lease has run out. Returns
+/// the dead claim and the path of the file it left.
+std::pair<export_job, std::string> published_and_died(test::engine_fixture& f, const std::string& id)
+{
+    boost::system::error_code ec;
+    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
+                   std::nullopt, ec);
+    REQUIRE_FALSE(ec);
+    const auto claimed = f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec);
+    REQUIRE(claimed);
+    const std::string orphan = f.dir.file("files") + "/" + id + "-" + std::to_string(claimed->lease.token) + ".csv";
+    test::write_file(orphan, "id,phoneNumber\r\n1,+4915100000001\r\n");
+    f.clock.advance(2s);
+    return {*claimed, orphan};
+}
+
+} // namespace
+
 TEST_CASE("a claim that published and died before recording it leaves no file behind", "[engine][crash]")
 {
     // Found by tests/tools/stress_test.py: a worker killed between the
@@ -522,19 +543,13 @@ TEST_CASE("a claim that published and died before recording it leaves no file be
     test::engine_fixture f;
     boost::system::error_code ec;
     const std::string id = "job-published-then-died";
-    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
-                   std::nullopt, ec);
-    const auto claimed = f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec);
-    REQUIRE(claimed);
-    const std::string orphan = f.dir.file("files") + "/" + id + "-" + std::to_string(claimed->lease.token) + ".csv";
-    test::write_file(orphan, "id,phoneNumber\r\n1,+4915100000001\r\n");
-    f.clock.advance(2s);
+    const auto [claimed, orphan] = published_and_died(f, id);
 
     engine& e = f.start(); // start-up recovery requeues the lost claim
     REQUIRE(f.events.wait_for(id, export_status::available));
     CHECK_FALSE(std::filesystem::exists(orphan));
     const auto s = e.async_get_export(1, id, asio::use_future).get();
-    CHECK(s.job.file_key == id + "-" + std::to_string(claimed->lease.token + 1) + ".csv");
+    CHECK(s.job.file_key == id + "-" + std::to_string(claimed.lease.token + 1) + ".csv");
     CHECK(std::filesystem::exists(f.file_of(s.job)));
 }
 
@@ -547,13 +562,7 @@ TEST_CASE("a lost claim's file whose removal a second crash prevented goes with 
     test::engine_fixture f;
     boost::system::error_code ec;
     const std::string id = "job-published-then-died-twice";
-    f.store.create({.id = id, .account_id = 1, .request = contacts_request(), .created_at = f.clock.now()},
-                   std::nullopt, ec);
-    const auto claimed = f.store.claim("dead-worker", f.clock.now(), f.clock.now() + 1s, 2, ec);
-    REQUIRE(claimed);
-    const std::string orphan = f.dir.file("files") + "/" + id + "-" + std::to_string(claimed->lease.token) + ".csv";
-    test::write_file(orphan, "id,phoneNumber\r\n1,+4915100000001\r\n");
-    f.clock.advance(2s);
+    const auto [claimed, orphan] = published_and_died(f, id);
     // The recovering engine's requeue committed, then it died too.
     f.store.requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, ec);
     REQUIRE_FALSE(ec);
@@ -565,7 +574,7 @@ TEST_CASE("a lost claim's file whose removal a second crash prevented goes with 
     CHECK_FALSE(std::filesystem::exists(orphan));
     const auto s = e.async_get_export(1, id, asio::use_future).get();
     CHECK(s.job.attempt == 2);
-    CHECK(s.job.file_key == id + "-" + std::to_string(claimed->lease.token + 1) + ".csv");
+    CHECK(s.job.file_key == id + "-" + std::to_string(claimed.lease.token + 1) + ".csv");
     std::vector<std::string> files;
     for (const auto& entry : std::filesystem::directory_iterator(f.dir.file("files")))
         files.push_back(entry.path().filename().string());

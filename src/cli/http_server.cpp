@@ -144,8 +144,6 @@ std::string size_text(std::size_t n)
     return std::to_string(n) + " bytes";
 }
 
-std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
-
 /// RFC 9112 §3.2.2: a server must accept the absolute form
 /// (`http://host/exports?page=1`); the API routes on the origin form
 /// (`/exports?page=1`), so the scheme and authority are dropped.
@@ -194,6 +192,8 @@ bool peer_gone(const error_code& ec)
 }
 
 } // namespace
+
+std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
 
 struct http_server::impl : std::enable_shared_from_this<impl> {
     struct connection {

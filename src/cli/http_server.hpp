@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace exportengine::cli {
@@ -60,6 +61,9 @@ struct http_server_options {
     /// Where lines go (without a newline). Called on the server's thread.
     std::function<void(std::string_view)> log{};
 };
+
+/// `s` as a quoted, escaped JSON string: for the JSON log lines.
+[[nodiscard]] std::string json_string(std::string_view s);
 
 class http_server {
 public:

@@ -65,8 +65,6 @@ std::string url_host(const tcp::endpoint& ep)
     return ep.address().is_v6() ? "[" + a + "]" : a;
 }
 
-std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
-
 /// Lines to stderr, whole, from any thread.
 class log_sink {
 public:

@@ -4,7 +4,9 @@
 
 #include <exportengine/export_job.hpp>
 
+#include <array>
 #include <string>
+#include <string_view>
 
 namespace exportengine::detail {
 
@@ -12,6 +14,9 @@ namespace exportengine::detail {
 /// given, instants in ms) and file format. Two requests that mean the same
 /// export have the same text, whatever their JSON spelling was.
 std::string canonical_request(const export_request& r);
+
+/// SHA-256 of `bytes` (OpenSSL). Throws std::runtime_error if OpenSSL fails.
+std::array<unsigned char, 32> sha256(std::string_view bytes);
 
 /// Lower-case hex SHA-256 of canonical_request(r).
 std::string request_hash(const export_request& r);
