@@ -88,6 +88,8 @@ int eintr_writes;          // how many write() calls fail with EINTR first
 int fsync_calls;           // fsync() calls seen
 int fail_fsync_call;       // which call fails (1-based; 0 = none)
 int rename_errno;          // 0 = rename works
+int direct_writes;         // write() calls made with O_DIRECT set
+std::size_t largest_direct_write;
 
 void reset()
 {
@@ -98,6 +100,8 @@ void reset()
     fsync_calls = 0;
     fail_fsync_call = 0;
     rename_errno = 0;
+    direct_writes = 0;
+    largest_direct_write = 0;
 }
 
 ::ssize_t write(int fd, const void* data, std::size_t size)
@@ -112,6 +116,10 @@ void reset()
         return -1;
     }
     size = std::min({size, write_budget, max_chunk});
+    if ((::fcntl(fd, F_GETFL) & O_DIRECT) != 0) {
+        ++direct_writes;
+        largest_direct_write = std::max(largest_direct_write, size);
+    }
     const ::ssize_t n = ::write(fd, data, size);
     if (n > 0)
         write_budget -= static_cast<std::size_t>(n);
@@ -271,6 +279,117 @@ TEST_CASE("filesystem_sink: a write failing at byte N reports exactly N and leav
     w->finish(ec);
     CHECK(ec == errc::stream_closed);
     w.reset();
+    CHECK(entries(sink.directory()).empty());
+}
+
+namespace {
+
+/// True when files in `dir` can be opened with O_DIRECT (not tmpfs).
+bool supports_direct_io(const std::string& dir)
+{
+    const std::string probe = dir + "/.probe";
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ::close(fd);
+        ::unlink(probe.c_str());
+    }
+    return fd >= 0;
+}
+
+/// Writes `data` in uneven blocks (1 B, 1000 B, 256 KiB, then 3 MiB + 1 at
+/// a time) and publishes it; returns the published file.
+published_file write_uneven(filesystem_sink& sink, const std::string& key, const std::string& data,
+                                       boost::system::error_code& ec)
+{
+    auto w = sink.create(key, ec);
+    REQUIRE(w);
+    std::size_t pos = 0;
+    std::size_t block = 1;
+    while (pos < data.size()) {
+        const std::size_t n = std::min(block, data.size() - pos);
+        if (w->write(data.data() + pos, n, ec) != n || ec)
+            return {};
+        pos += n;
+        block = block == 1 ? 1000 : block == 1000 ? 262144 : 3 * 1048576 + 1;
+    }
+    return w->publish(ec);
+}
+
+} // namespace
+
+TEST_CASE("filesystem_sink: a large file goes to disk with O_DIRECT, byte for byte", "[sink][publish][direct]")
+{
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"), faults::ops());
+    const std::string data = pattern(13 * 1024 * 1024 + 4097);
+    boost::system::error_code ec;
+    const auto f = write_uneven(sink, "big", data, ec);
+    REQUIRE_FALSE(ec);
+    CHECK(f.size == static_cast<std::int64_t>(data.size()));
+    CHECK(f.sha256 == sha256_hex(data));
+    CHECK(test::read_file(tmp.file("s/big")) == data);
+    CHECK(entries(sink.directory()) == std::vector<std::string>{"big"});
+    if (supports_direct_io(sink.directory())) {
+        // After the first 4 MiB, whole 1 MiB blocks go direct.
+        CHECK(faults::direct_writes >= 8);
+        CHECK(faults::largest_direct_write == 1024 * 1024);
+    } else {
+        CHECK(faults::direct_writes == 0);
+    }
+
+    // Off: the same bytes, all through the page cache.
+    filesystem_sink buffered(tmp.file("b"), {.direct_io = false}, faults::ops());
+    const auto g = write_uneven(buffered, "big", data, ec);
+    REQUIRE_FALSE(ec);
+    CHECK(g.sha256 == f.sha256);
+    CHECK(test::read_file(tmp.file("b/big")) == data);
+    CHECK(faults::direct_writes == 0);
+
+    // A small file never goes direct.
+    const auto h = write_uneven(sink, "small", pattern(4 * 1024 * 1024 - 1), ec);
+    REQUIRE_FALSE(ec);
+    CHECK(faults::direct_writes == 0);
+    CHECK(h.size == 4 * 1024 * 1024 - 1);
+}
+
+TEST_CASE("filesystem_sink: short direct writes fall back to the page cache", "[sink][publish][faults][direct]")
+{
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"), faults::ops());
+    faults::max_chunk = 100'000; // not a multiple of 4 KiB: the file offset leaves alignment
+    const std::string data = pattern(9 * 1024 * 1024 + 3);
+    boost::system::error_code ec;
+    const auto f = write_uneven(sink, "k", data, ec);
+    REQUIRE_FALSE(ec);
+    CHECK(f.sha256 == sha256_hex(data));
+    CHECK(test::read_file(tmp.file("s/k")) == data);
+    CHECK(faults::direct_writes <= 1); // the one short write, then the page cache
+}
+
+TEST_CASE("filesystem_sink: a direct write failing mid-file leaves nothing", "[sink][faults][temp][direct]")
+{
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"), faults::ops());
+    faults::write_budget = 6 * 1024 * 1024; // fails inside the direct part
+    const std::string data = pattern(9 * 1024 * 1024);
+    boost::system::error_code ec;
+    auto w = sink.create("k", ec);
+    REQUIRE(w);
+    std::size_t accepted = 0;
+    for (std::size_t pos = 0; pos < data.size() && !ec; pos += 65536)
+        accepted += w->write(data.data() + pos, 65536, ec);
+    CHECK(ec == boost::system::errc::no_space_on_device);
+    CHECK(accepted < data.size());
+    CHECK(entries(sink.directory()).empty());
+    (void)w->publish(ec);
+    CHECK(ec == errc::stream_closed);
+
+    // Failing at publish, on the last partial block.
+    faults::reset();
+    faults::write_budget = 9 * 1024 * 1024 - 10;
+    const auto f = write_uneven(sink, "k2", pattern(9 * 1024 * 1024 - 5), ec);
+    CHECK(ec == boost::system::errc::no_space_on_device);
+    CHECK(f.key.empty());
     CHECK(entries(sink.directory()).empty());
 }
 

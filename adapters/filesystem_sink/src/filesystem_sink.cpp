@@ -5,7 +5,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -84,12 +87,21 @@ using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
 /// lock when the writer's process dies, so a crash's leftovers are removed.
 class filesystem_writer final : public sink_writer {
 public:
+    /// Direct I/O (see filesystem_sink_options::direct_io): the first
+    /// `direct_after` bytes are written through the page cache; then, from a
+    /// 4 KiB boundary on, whole `stage_size` blocks from an aligned staging
+    /// buffer with O_DIRECT; the last partial block through the page cache
+    /// again at publish.
+    static constexpr std::size_t direct_align = 4096;
+    static constexpr std::size_t stage_size = std::size_t{1} << 20;
+    static constexpr std::uint64_t direct_after = std::uint64_t{4} << 20;
+
     filesystem_writer(int fd, int lock_fd, std::string key, std::string temp_path,
                       std::string final_path, const std::string& directory,
-                      const filesystem_ops& ops, md_ctx_ptr sha)
+                      const filesystem_ops& ops, md_ctx_ptr sha, bool direct_io)
         : fd_(fd), lock_fd_(lock_fd), key_(std::move(key)), temp_path_(std::move(temp_path)),
           final_path_(std::move(final_path)), directory_(directory), ops_(ops),
-          sha_(std::move(sha))
+          sha_(std::move(sha)), mode_(direct_io ? mode::buffered : mode::buffered_only)
     {
     }
 
@@ -112,18 +124,18 @@ public:
         }
         ec = {};
         std::size_t done = 0;
-        while (done < size) {
-            const ::ssize_t n = ops_.write(fd_, data + done, size - done);
-            if (n > 0) {
-                done += static_cast<std::size_t>(n);
-                continue;
-            }
-            if (n < 0 && errno == EINTR)
-                continue;
-            // write(2) returning 0 for a non-empty regular-file write would
-            // loop forever; treat it as the I/O error it is.
-            ec = errno_code(n < 0 ? errno : EIO);
-            break;
+        if (mode_ == mode::buffered && size_ + size >= direct_after) {
+            // Up to the next 4 KiB boundary through the page cache, then direct.
+            const std::size_t to_boundary = static_cast<std::size_t>((direct_align - size_ % direct_align) % direct_align);
+            done = write_through(data, std::min(to_boundary, size), ec);
+            if (!ec && size_ + done == align_down(size_ + done))
+                start_direct();
+        }
+        if (!ec && done < size) {
+            if (mode_ == mode::direct)
+                done += stage(data + done, size - done, ec);
+            else
+                done += write_through(data + done, size - done, ec);
         }
         if (done > 0 && EVP_DigestUpdate(sha_.get(), data, done) != 1 && !ec)
             ec = errc::sink_failed;
@@ -159,6 +171,17 @@ public:
             return {};
         }
 
+        if (staged_ > 0 || mode_ == mode::direct) {
+            // The last partial block cannot go direct: back to the page cache.
+            stop_direct();
+            if (write_through(stage_.get(), staged_, ec) != staged_ || ec) {
+                if (!ec)
+                    ec = errno_code(EIO);
+                discard();
+                return {};
+            }
+            staged_ = 0;
+        }
         while (ops_.fsync(fd_) != 0) {
             if (errno != EINTR) {
                 ec = errno_code(errno);
@@ -205,6 +228,113 @@ public:
 
 private:
     enum class state { open, published, failed };
+    /// buffered: through the page cache, direct I/O still to come;
+    /// buffered_only: through the page cache to the end (direct I/O off or
+    /// refused); direct: staging whole blocks for O_DIRECT.
+    enum class mode { buffered, buffered_only, direct };
+
+    struct free_deleter {
+        void operator()(char* p) const noexcept { std::free(p); }
+    };
+
+    static std::uint64_t align_down(std::uint64_t n) noexcept { return n - n % direct_align; }
+
+    /// write(2) until all of [data, data + size) is written, EINTR and short
+    /// writes retried. Returns the bytes written; sets `ec` on failure.
+    std::size_t write_through(const char* data, std::size_t size, boost::system::error_code& ec)
+    {
+        std::size_t done = 0;
+        while (done < size) {
+            const ::ssize_t n = ops_.write(fd_, data + done, size - done);
+            if (n > 0) {
+                done += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            // write(2) returning 0 for a non-empty regular-file write would
+            // loop forever; treat it as the I/O error it is.
+            ec = errno_code(n < 0 ? errno : EIO);
+            break;
+        }
+        return done;
+    }
+
+    /// Switches the descriptor to O_DIRECT; a file system that refuses it
+    /// (tmpfs, some FUSE) keeps the page cache.
+    void start_direct() noexcept
+    {
+        mode_ = mode::buffered_only;
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags < 0)
+            return;
+        void* p = std::aligned_alloc(direct_align, stage_size);
+        if (p == nullptr)
+            return;
+        stage_.reset(static_cast<char*>(p));
+        if (::fcntl(fd_, F_SETFL, flags | O_DIRECT) != 0)
+            return;
+        mode_ = mode::direct;
+    }
+
+    /// Back to the page cache for the rest of the file.
+    void stop_direct() noexcept
+    {
+        if (mode_ != mode::direct)
+            return;
+        mode_ = mode::buffered_only;
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags >= 0)
+            ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+    }
+
+    /// Copies into the staging buffer, writing it out whenever it is full.
+    /// Returns the bytes accepted.
+    std::size_t stage(const char* data, std::size_t size, boost::system::error_code& ec)
+    {
+        std::size_t done = 0;
+        while (done < size) {
+            const std::size_t n = std::min(size - done, stage_size - staged_);
+            std::memcpy(stage_.get() + staged_, data + done, n);
+            staged_ += n;
+            done += n;
+            if (staged_ < stage_size)
+                continue;
+            if (!write_stage(ec))
+                return done;
+            if (mode_ != mode::direct) // direct I/O refused: the rest in order, through the page cache
+                return done + write_through(data + done, size - done, ec);
+        }
+        return done;
+    }
+
+    /// Writes the full staging buffer with O_DIRECT. A file system that
+    /// refuses the transfer (EINVAL: alignment) or takes part of it gets the
+    /// rest through the page cache, and direct I/O ends for this file.
+    bool write_stage(boost::system::error_code& ec)
+    {
+        std::size_t done = 0;
+        while (mode_ == mode::direct && done < staged_) {
+            const ::ssize_t n = ops_.write(fd_, stage_.get() + done, staged_ - done);
+            if (n == static_cast<::ssize_t>(staged_ - done)) {
+                done = staged_;
+                break;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno != EINVAL) {
+                ec = errno_code(errno);
+                return false;
+            }
+            if (n > 0)
+                done += static_cast<std::size_t>(n);
+            stop_direct();
+        }
+        if (done < staged_ && write_through(stage_.get() + done, staged_ - done, ec) != staged_ - done)
+            return false;
+        staged_ = 0;
+        return true;
+    }
 
     /// Closes and deletes the temporary file; the writer is failed for good.
     void discard() noexcept
@@ -234,8 +364,11 @@ private:
     std::string directory_;
     filesystem_ops ops_;
     md_ctx_ptr sha_;
-    std::uint64_t size_ = 0;
+    std::uint64_t size_ = 0; // bytes accepted (written or staged)
     state state_ = state::open;
+    mode mode_;
+    std::unique_ptr<char, free_deleter> stage_; // direct_align-aligned, stage_size bytes
+    std::size_t staged_ = 0;
 };
 
 } // namespace
@@ -253,7 +386,13 @@ bool filesystem_sink::is_valid_key(std::string_view key) noexcept
     return true;
 }
 
-filesystem_sink::filesystem_sink(std::string directory, filesystem_ops ops) : ops_(ops)
+filesystem_sink::filesystem_sink(std::string directory, filesystem_ops ops)
+    : filesystem_sink(std::move(directory), filesystem_sink_options{}, ops)
+{
+}
+
+filesystem_sink::filesystem_sink(std::string directory, filesystem_sink_options options, filesystem_ops ops)
+    : ops_(ops), options_(options)
 {
     if (directory.empty())
         throw std::system_error(std::make_error_code(std::errc::invalid_argument),
@@ -330,7 +469,7 @@ std::unique_ptr<sink_writer> filesystem_sink::create(std::string_view key,
     try {
         auto writer = std::make_unique<filesystem_writer>(fd, lock_fd, std::string(key), temp_path,
                                                           join(directory_, key), directory_,
-                                                          ops_, std::move(sha));
+                                                          ops_, std::move(sha), options_.direct_io);
         ec = {};
         return writer;
     } catch (...) {
