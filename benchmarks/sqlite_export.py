@@ -24,56 +24,14 @@ import argparse
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-TIME_FILE = os.path.join(tempfile.gettempdir(), f"exportengine-sqlite-time-{os.getpid()}")
+from benchlib import CommandFailed, median_run, warm
+
 QUERY = ("SELECT c.id, c.phone_number, c.email, c.first_name, c.last_name, c.created_at, c.updated_at "
          "FROM contacts AS c WHERE c.account_id = 1 ORDER BY c.id")
-
-
-def busy_seconds():
-    """CPU time the whole machine has spent busy so far (/proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]  # idle + iowait
-    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def run_timed(shell_cmd):
-    """Runs a shell command under GNU time; returns (wall s, cpu s, peak RSS
-    bytes of the largest process, CPU s the rest of the machine used
-    meanwhile). For a pipeline, time wraps the whole shell, and %M is the
-    largest of its children's peaks. The last figure shows a run disturbed
-    by other work on a shared machine."""
-    busy0 = busy_seconds()
-    t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", TIME_FILE, "sh", "-c", shell_cmd],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"command failed ({p.returncode}): {shell_cmd}\n{p.stderr.decode(errors='replace')}")
-    busy = busy_seconds() - busy0
-    with open(TIME_FILE) as f:
-        maxrss_kib, user, system = f.read().split()[-3:]
-    cpu = float(user) + float(system)
-    return wall, cpu, int(maxrss_kib) * 1024, max(0.0, busy - cpu)
-
-
-def median_run(runs, shell_cmd):
-    results = [run_timed(shell_cmd) for _ in range(runs)]
-    walls = [r[0] for r in results]
-    best = sorted(results, key=lambda r: r[0])[len(results) // 2]
-    return best, walls
-
-
-def warm(path):
-    with open(path, "rb") as f:
-        while f.read(1 << 24):
-            pass
 
 
 def main():
@@ -119,9 +77,13 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---|---:|")
     for name, db, cmd, rows in cases:
         warm(db)
-        (wall, cpu, rss, others), walls = median_run(a.runs, cmd)
-        print(f"| {name} | {rows:,} | {wall:.2f} | {rows / wall / 1e6:.2f} | {cpu:.2f} | "
-              f"{rss / 2**20:.1f} MiB | {' / '.join(f'{w:.2f}' for w in walls)} | {others:.1f} |", flush=True)
+        try:
+            m, runs = median_run(a.runs, cmd)
+        except CommandFailed as e:
+            sys.exit(str(e))
+        print(f"| {name} | {rows:,} | {m.wall:.2f} | {rows / m.wall / 1e6:.2f} | {m.cpu:.2f} | "
+              f"{m.rss / 2**20:.1f} MiB | {' / '.join(f'{r.wall:.2f}' for r in runs)} | {m.others:.1f} |",
+              flush=True)
     for f in (out_csv, out_gz):
         if os.path.exists(f):
             os.remove(f)

@@ -18,36 +18,14 @@ removed at the end.
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-TIME_FILE = os.path.join(tempfile.gettempdir(), f"exportengine-bench-time-{os.getpid()}")
+from benchlib import CommandFailed, machine, median_by_wall, run_timed, warm
 
-
-def run_timed(cmd, stdin=None, stdout=subprocess.DEVNULL):
-    """Runs cmd; returns (wall seconds, cpu seconds, peak RSS bytes, stdout).
-
-    Peak RSS comes from GNU time: a child forked from this Python process
-    would inherit Python's high-water mark in its own ru_maxrss."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", TIME_FILE, *cmd],
-                         stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL)
-    # Read stdout before waiting: a child must never block on a full pipe.
-    out = p.stdout.read() if p.stdout else b""
-    p.wait()
-    wall = time.perf_counter() - t0
-    with open(TIME_FILE) as f:
-        maxrss_kib, user, system = f.read().split()[-3:]
-    if p.returncode != 0:
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return wall, float(user) + float(system), int(maxrss_kib) * 1024, out
-
-
-def median_run(runs, cmd, stdin_path=None, stdout_path=None):
+def median_of_runs(runs, cmd, stdin_path=None, stdout_path=None):
     """Median-by-wall-time run. stdout goes to stdout_path when given (so a
     big output never fills a pipe), else it is captured (small JSON lines)."""
     results = []
@@ -56,26 +34,14 @@ def median_run(runs, cmd, stdin_path=None, stdout_path=None):
         stdout = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
         try:
             results.append(run_timed(cmd, stdin=stdin, stdout=stdout))
+        except CommandFailed as e:
+            sys.exit(str(e))
         finally:
             if stdin:
                 stdin.close()
             if stdout_path:
                 stdout.close()
-    results.sort(key=lambda r: r[0])
-    return results[len(results) // 2]
-
-
-def machine():
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.node()}: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}"
+    return median_by_wall(results)
 
 
 def main():
@@ -99,8 +65,7 @@ def main():
                 cmd = [a.exe, "bench", "csv", "--rows", str(rows), "--json"]
                 if target == "file":
                     cmd += ["--out", os.path.join(tmp, "bench.csv")]
-                _, _, _, out = median_run(a.runs, cmd)
-                o = json.loads(out)
+                o = json.loads(median_of_runs(a.runs, cmd).out)
                 print(f"| {rows:,} | {target} | {o['seconds']:.2f} | {o['rows_per_second']/1e6:.2f} "
                       f"| {o['csv_mb_per_second']:.0f} | {o['peak_rss_bytes']/2**20:.1f} |")
                 if target == "file":
@@ -108,12 +73,10 @@ def main():
 
         # -- gzip on the same bytes ------------------------------------------
         csv_path = os.path.join(tmp, "contacts.csv")
-        run_timed([a.exe, "bench", "csv", "--rows", str(a.gzip_rows), "--out", csv_path])
+        median_of_runs(1, [a.exe, "bench", "csv", "--rows", str(a.gzip_rows), "--out", csv_path])
         size = os.path.getsize(csv_path)
         gz_path = os.path.join(tmp, "contacts.csv.gz")
-        with open(csv_path, "rb") as f:  # warm the page cache
-            while f.read(1 << 24):
-                pass
+        warm(csv_path)
         print(f"\n## gzip of one {size/1e6:.0f} MB contacts CSV ({a.gzip_rows:,} rows), output discarded\n")
         print("| compressor | seconds | input MB/s | output MB | ratio | CPU s | peak RSS MiB |")
         print("|---|---:|---:|---:|---:|---:|---:|")
@@ -129,8 +92,8 @@ def main():
                               "--gzip-threads", str(threads), "--out", gz_path], False))
         for name, cmd, uses_stdin in rows:
             # Every compressor writes a real file of the same name.
-            wall, cpu, rss, _ = median_run(a.runs, cmd, csv_path if uses_stdin else None,
-                                           gz_path if uses_stdin else None)
+            m = median_of_runs(a.runs, cmd, csv_path if uses_stdin else None, gz_path if uses_stdin else None)
+            wall, cpu, rss = m.wall, m.cpu, m.rss
             out_size = os.path.getsize(gz_path)
             check = subprocess.run(["gzip", "-t", gz_path])
             if check.returncode != 0:
@@ -138,7 +101,6 @@ def main():
             os.remove(gz_path)
             print(f"| {name} | {wall:.2f} | {size/1e6/wall:.0f} | {out_size/1e6:.1f} "
                   f"| {out_size/size:.3f} | {cpu:.2f} | {rss/2**20:.1f} |")
-    os.remove(TIME_FILE)
     print("\nReproduce: `python3 benchmarks/writer_and_gzip.py` after `scripts/test.sh`.")
 
 
