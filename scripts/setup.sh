@@ -2,7 +2,22 @@
 # Installs exactly the Debian packages exportengine needs to build, test and
 # benchmark. Idempotent: when everything is present it prints nothing and
 # touches nothing. Needs root (or sudo) only when something is missing.
+#
+#   scripts/setup.sh           build, tests, the benchmarks of issues 2-5
+#   scripts/setup.sh --bench   also what the comparison harness
+#                              (benchmarks/compare.sh, issue 7) runs against:
+#                              PostgreSQL 15, Node.js + npm (for DuckDB's npm
+#                              package), matplotlib for the plots, perf
+#                              for --profile. CI does not pay for these.
 set -euo pipefail
+
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    *) echo "setup: unknown option '$arg' (use --bench)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   # toolchain
@@ -16,6 +31,18 @@ packages=(
   # real tools the tests and benchmarks read our output with / compare against
   gzip pigz sqlite3 curl time wrk
 )
+if [ "$bench" -eq 1 ]; then
+  # the comparison harness: the tools it measures against, its plots, --profile
+  # (python3-munkres: fonttools, which matplotlib needs, wants scipy *or*
+  # munkres; apt would pick scipy, whose pythran drags in libboost1.74-dev,
+  # which conflicts with the libboost1.81-dev we build with.)
+  packages+=(postgresql-15 postgresql-client-15 python3-matplotlib python3-munkres linux-perf)
+  # Node.js for DuckDB's npm package: Debian's, unless a node is already there
+  # (a newer one from elsewhere is fine; the package needs Node >= 18).
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do
