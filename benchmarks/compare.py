@@ -242,6 +242,13 @@ class Postgres:
             subprocess.run(self.as_owner + [f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres",
                                             "--auth=trust", "-E", "UTF8", "--locale=C"],
                            check=True, stdout=subprocess.DEVNULL)
+        # A server left running by a killed earlier run (it is ours: our
+        # data directory) is stopped first, so this run owns its port.
+        if subprocess.run(self.as_owner + [f"{self.bindir}/pg_ctl", "-D", self.data, "status"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+            log("stopping a PostgreSQL left running by an earlier run")
+            subprocess.run(self.as_owner + [f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"],
+                           stdout=subprocess.DEVNULL)
         self.sockdir = tempfile.mkdtemp(prefix="ee-pg-")
         self._owner(self.sockdir)
         self.port = free_port()
@@ -434,6 +441,7 @@ class Case:
     runs: list = field(default_factory=list)
     checks: dict = field(default_factory=dict)   # tool -> (ok, message, normalised counts)
     pg_plan: str = ""
+    commands: dict = field(default_factory=dict)  # tool -> the shell command timed
 
     def runs_of(self, tool):
         return [r for r in self.runs if r.tool == tool]
@@ -450,12 +458,25 @@ class Case:
         return median(vals) if vals else None
 
 
+def short_symbol(line, width=110):
+    """A `perf report` line, C++ templates and all, cut to a readable width."""
+    line = re.sub(r"\s+", " ", line.strip())
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
 class Harness:
     def __init__(self, a):
         self.a = a
         self.keep = a.keep
-        self.bin = a.bin
-        self.exe = os.path.join(a.bin, "exportengine")
+        # A snapshot of the binaries: a rebuild of --bin during the run
+        # (a shared machine) must not mix two builds in one page.
+        self.bin_src = a.bin
+        self.bin = os.path.join(a.keep, "bin")
+        os.makedirs(self.bin, exist_ok=True)
+        for b in ("exportengine", "bench_sqlite_scan", "bench_engine"):
+            if os.path.exists(os.path.join(a.bin, b)):
+                shutil.copy2(os.path.join(a.bin, b), os.path.join(self.bin, b))
+        self.exe = os.path.join(self.bin, "exportengine")
         self.pg = None
         self.cases = []
         self.failures = []
@@ -542,7 +563,7 @@ class Harness:
         # The reference: ours, one reader, untimed (it also warms the cache).
         case.ref = os.path.join(out_dir, "reference.csv")
         warm(db)
-        subprocess.run(self.ours_cmd(case, case.ref), shell=True, check=True)
+        subprocess.run(self.ours_cmd(case, case.ref), shell=True, check=True, stdout=subprocess.DEVNULL)
         case.ref_digest = csvcheck.digest(case.ref, ds.kinds(), spec_form=True)
         case.ref_sha = csvcheck.bytes_sha256(case.ref)
         case.ref_bytes = os.path.getsize(case.ref)
@@ -567,6 +588,7 @@ class Harness:
             os.remove(out)
         os.sync()  # nothing of the last run is still being written back
         cmd = self.command(case, tool)
+        case.commands[tool] = cmd
         capture = subprocess.PIPE if tool == "scan" else subprocess.DEVNULL
         if tool == "postgres":
             cpu0 = self.pg.cpu()
@@ -633,9 +655,9 @@ class Harness:
                     f"cpu {t.cpu:6.2f} s  rss {t.rss / 2**20:7.1f} MiB  others {t.others:4.1f} s")
                 if last:
                     self.check(case, tool, t)
-                    out = self.out_path(case, tool)
-                    if os.path.exists(out) and TOOL[tool].output != "none":
-                        os.remove(out)
+                out = self.out_path(case, tool)
+                if os.path.exists(out) and TOOL[tool].output != "none":
+                    os.remove(out)  # at 10 M rows each output is ~1 GB
         return case
 
     def finish_case(self, case):
@@ -654,7 +676,7 @@ class Harness:
             return
         rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio", "-g",
                               "none", "--percent-limit", "0.3"], capture_output=True, text=True)
-        rows = [ln.strip() for ln in rep.stdout.splitlines() if re.match(r"\s*\d+\.\d+%", ln)]
+        rows = [short_symbol(ln) for ln in rep.stdout.splitlines() if re.match(r"\s*\d+\.\d+%", ln)]
         event = re.search(r"# Samples: (\S+)\s+of event '([^']+)'", rep.stdout)
         head = f"{event.group(1)} samples of `{event.group(2)}`" if event else ""
         by_dso = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso", "--stdio", "-g",
@@ -729,6 +751,11 @@ class Harness:
 
 # -- the results page ------------------------------------------------------------
 
+def cell(text):
+    """Text for a Markdown table cell: a `|` (even inside code) would end it."""
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
 def fmt_rate(v):
     return f"{v / 1e6:.2f}"
 
@@ -746,7 +773,7 @@ def tool_versions(h):
             return "not found"
     pg = pg_bindir()
     return [
-        ("exportengine", bin_revision(h.bin)),
+        ("exportengine", bin_revision(h.bin_src)),
         ("sqlite3", first_line(["sqlite3", "--version"]).split(" ")[0]),
         ("Python", platform.python_version() + f" (`{sys.executable}`)"),
         ("PostgreSQL", first_line([f"{pg}/postgres", "--version"]) if pg else "not installed"),
@@ -763,7 +790,9 @@ def bin_revision(bindir):
                              check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
-        return f"`{bindir}` built from {top} at {rev[:80]}" + (" (with uncommitted changes)" if dirty else "")
+        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(os.path.join(bindir, "exportengine"))))
+        return (f"`{bindir}/exportengine` (built {built}) in {top}, whose HEAD is {rev[:72]}"
+                + (" with uncommitted changes" if dirty else ""))
     except (subprocess.CalledProcessError, OSError):
         return f"`{bindir}`"
 
@@ -789,14 +818,13 @@ def tool_table(case, lines):
         csv_bytes = m.out_bytes if spec.output == "csv" else case.ref_bytes
         mbps = "—" if tool == "scan" else f"{csv_bytes / m.wall / 1e6:,.0f}"
         ok, msg, changed = case.checks.get(tool, (None, "not checked", {}))
-        check = ("✅ " if ok else "❌ **FAILED** ") + msg.replace("\n", " ").replace("|", "\\|") if ok is not None \
-            else msg
+        check = ("✅ " if ok else "❌ **FAILED** ") + msg if ok is not None else msg
         if changed:
             check += " (normalised: " + ", ".join(f"{k} {v:,}" for k, v in sorted(changed.items())) + ")"
-        lines.append(f"| {spec.label} | **{fmt_rate(case.rows / m.wall)}** | {m.wall:.2f} | {mbps} | {m.cpu:.2f} "
+        lines.append(f"| {cell(spec.label)} | **{fmt_rate(case.rows / m.wall)}** | {m.wall:.2f} | {mbps} | {m.cpu:.2f} "
                      f"| {m.rss / 2**20:,.1f} MiB | {ratios[0]} | {ratios[1]} | "
                      f"{' / '.join(f'{r.wall:.2f}' for r in rs)} | {m.others:.1f} ({max(r.others for r in rs):.1f}) "
-                     f"| {check} |")
+                     f"| {cell(check)} |")
 
 
 def targets(h):
@@ -821,14 +849,15 @@ def targets(h):
 
     def ratio_row(target, tool, ref, want, fmt=lambda v: f"{v:.2f}×"):
         r = big.ratio(tool, ref) if tool in big.tools and ref in big.tools else None
-        measured = "—" if r is None else f"{fmt(r)} ({fmt_rate(rate(ref))} vs {fmt_rate(rate(tool))} M rows/s)"
-        rows.append((target, measured + note, status(None if r is None else r >= want)))
+        measured = "—" if r is None else \
+            f"{fmt(r)} ({fmt_rate(rate(ref))} vs {fmt_rate(rate(tool))} M rows/s){note}"
+        rows.append((target, measured, status(None if r is None else r >= want)))
 
     ratio_row("one reader, CSV ≥ 2× `sqlite3 -csv`", "sqlite3", "ours", 2.0)
     ratio_row("one reader, CSV ≥ 95% of the bare cursor scan", "scan", "ours", 0.95, lambda v: f"{v:.0%}")
     r2 = rate("ours-2r")
     rows.append(("parallel ranges (`--readers 2`, 2 cores) ≥ 2.0 M rows/s",
-                 ("—" if r2 is None else f"{fmt_rate(r2)} M rows/s") + note,
+                 "—" if r2 is None else f"{fmt_rate(r2)} M rows/s{note}",
                  status(None if r2 is None else r2 >= 2.0e6)))
     ratio_row("parallel ranges ahead of DuckDB `COPY` (2 threads)", "duckdb", "ours-2r", 1.0)
     ratio_row("≥ 2× PostgreSQL `COPY` via `psql` (ours, 1 reader)", "postgres", "ours", 2.0)
@@ -884,7 +913,12 @@ def plots(h, stem):
         ax1.text(v, y, f" {v:.2f}", va="center", fontsize=8)
     ax1.set_xlabel("M rows/s (higher is better)")
     ax1.set_xlim(0, max(d[1] for d in data) * 1.18)
-    ax1.set_title(f"Exporting {big.rows:,} contacts to CSV, warm cache", fontsize=10)
+    ax1.set_title(f"Exporting {big.rows:,} contacts to CSV, warm cache, median of {h.a.runs}", fontsize=10)
+    from matplotlib.patches import Patch
+    ax1.legend(handles=[Patch(color=colors["ours"], label="exportengine"),
+                        Patch(color=colors["anchor"], label="what people use instead"),
+                        Patch(color=colors["floor"], label="floor (no CSV written)")],
+               loc="lower right", fontsize=8)
     ax2.barh(ys, [d[2] for d in data], color=cs)
     ax2.set_xscale("log")
     for y, (_, _, v) in zip(ys, data):
@@ -919,7 +953,8 @@ def plots(h, stem):
         ax1.set_title("throughput against row count", fontsize=10)
         ax2.axhline(64, color="#d62728", linestyle="--", linewidth=1)
         ax2.text(top[0].rows, 64, " target: < 64 MiB", color="#d62728", va="bottom", fontsize=8)
-        ax2.set_ylim(0, 72)
+        ax2.set_ylim(0, max(72, max(c.median_run(t).rss for c in top for t in variants if c.median_run(t))
+                            / 2**20 * 1.15))
         ax2.set_ylabel("peak RSS, MiB")
         ax2.set_title("memory stays flat as the export grows", fontsize=10)
         fig.tight_layout()
@@ -952,13 +987,13 @@ def write_page(h, path, argv):
              f" GiB.\n")
     L.append("| software | version |\n|---|---|")
     for k, v in tool_versions(h):
-        L.append(f"| {k} | {v} |")
+        L.append(f"| {k} | {cell(v)} |")
     L.append("")
     L.append("Columns: **M rows/s** and **seconds** of the median run; **CSV MB/s** — bytes of CSV produced per "
              "second (the tool's own file; for gzip rows and floors, the uncompressed CSV they produce or read); "
              "**CPU s** — user + system of every process of the run (for PostgreSQL, `psql` plus the server's "
              "processes); **peak RSS** — the largest process (GNU time; for PostgreSQL the larger of `psql` and "
-             "its backend, sampled); **ours … ×** — this tool's wall time over ours in the same round, median "
+             "its backend, sampled every 20 ms, which counts the shared buffers it touched); **ours … ×** — this tool's wall time over ours in the same round, median "
              "over rounds (above 1: ours is faster); **others' CPU** — CPU time the rest of the machine used "
              "during the median run (and the most in any run): well above 0, that run was disturbed.\n")
     for case in h.cases:
@@ -971,9 +1006,18 @@ def write_page(h, path, argv):
         L.append(f"```sql\n{case.ds.query()}\n```\n")
         tool_table(case, L)
         L.append("")
+        disturbed = [r for r in case.runs if r.others > max(0.5, 0.2 * r.wall)]
+        if disturbed:
+            L.append("Disturbed runs (the rest of the machine used CPU meanwhile): " + "; ".join(
+                f"{r.tool} round {r.round + 1}, {r.others:.1f} s in {r.wall:.1f} s" for r in disturbed) + ".\n")
         if case.pg_plan:
             L.append("PostgreSQL's plan for it: `" + " → ".join(ln.strip() for ln in case.pg_plan.splitlines())
                      + "`.\n")
+        L.append("<details><summary>The commands timed</summary>\n")
+        for tool in case.tools:
+            if tool in case.commands:
+                L.append(f"- `{tool}`: `{case.commands[tool]}`")
+        L.append("\n</details>\n")
     scaling = [c for c in h.cases if c.ds.key == "contacts"]
     if len(scaling) >= 2:
         L.append("## Ours against row count (contacts)\n")
@@ -982,7 +1026,7 @@ def write_page(h, path, argv):
             for t in ("ours", "ours-2r", "ours-gzip"):
                 m = c.median_run(t)
                 if m:
-                    L.append(f"| {c.rows:,} | {TOOL[t].label.split(': ', 1)[1]} | {fmt_rate(c.rows / m.wall)} | "
+                    L.append(f"| {c.rows:,} | {cell(TOOL[t].label.split(': ', 1)[1])} | {fmt_rate(c.rows / m.wall)} | "
                              f"{m.wall:.2f} | {m.cpu:.2f} | {m.rss / 2**20:.1f} MiB |")
         L.append("")
     for p in pngs:
@@ -992,10 +1036,12 @@ def write_page(h, path, argv):
         L.append("## Targets (issue 7: 10 M contacts, warm cache)\n")
         L.append("| target | measured | |\n|---|---|---|")
         for t, m, s in trs:
-            L.append(f"| {t} | {m} | {s} |")
+            L.append(f"| {cell(t)} | {cell(m)} | {s} |")
         L.append("")
         missed = [t for t, _, s in trs if "missed" in s]
-        if missed:
+        if all(s == "not measured" for _, _, s in trs):
+            L.append("No target was measured in this run (its tools were not selected).\n")
+        elif missed:
             L.append(f"**Missed in this run: {len(missed)} of {len(trs)}** — " + "; ".join(missed) + ". "
                      + ("The profile below shows where our time goes." if h.profile else
                         "Rerun with `--profile` for where our time goes.") + "\n")
@@ -1008,6 +1054,7 @@ def write_page(h, path, argv):
         if dsos:
             L.append(f"By shared object:\n\n```\n{dsos}\n```\n")
     for title, cmd, body, secs in h.extra_sections:
+        body = re.sub(r"(?m)^#(#*) ", r"###\1 ", body)  # their headings go under ours
         L.append(f"## {title}\n\n{cmd} ({secs:.0f} s)\n\n{body}\n")
     L.append("## How the outputs were checked\n")
     L.append("Every tool's last-round output is read back with Python's `csv` module (`benchmarks/csvcheck.py`): "
