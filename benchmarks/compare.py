@@ -234,6 +234,9 @@ class Postgres:
     def start(self):
         if self.pid:
             return
+        if self.as_owner and subprocess.run(self.as_owner + ["test", "-x", os.path.dirname(self.root)]).returncode:
+            sys.exit(f"--keep {os.path.dirname(self.root)}: the postgres user cannot reach it; "
+                     "choose a directory under /tmp (the default)")
         os.makedirs(self.root, exist_ok=True)
         self._owner(self.root)
         os.chmod(self.root, 0o700)
