@@ -801,8 +801,8 @@ def bin_revision(bindir):
 
 
 def tool_table(case, lines):
-    lines.append("| tool | M rows/s | seconds (median) | CSV MB/s | CPU s | peak RSS | ours 1 reader × | "
-                 "ours 2 readers × | runs (s) | others' CPU s (max) | check |")
+    lines.append("| tool | M rows/s | seconds (median) | CSV MB/s | CPU s | peak RSS | ours (1 reader) × | "
+                 "ours (2 readers) × | runs (s) | others' CPU s (max) | check |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for tool in case.tools:
         spec = TOOL[tool]
@@ -916,7 +916,8 @@ def plots(h, stem):
         ax1.text(v, y, f" {v:.2f}", va="center", fontsize=8)
     ax1.set_xlabel("M rows/s (higher is better)")
     ax1.set_xlim(0, max(d[1] for d in data) * 1.18)
-    ax1.set_title(f"Exporting {big.rows:,} contacts to CSV, warm cache, median of {h.a.runs}", fontsize=10)
+    runs = f"median of {h.a.runs} runs" if h.a.runs > 1 else "1 run"
+    ax1.set_title(f"Exporting {big.rows:,} contacts to CSV, warm cache, {runs}", fontsize=10)
     from matplotlib.patches import Patch
     ax1.legend(handles=[Patch(color=colors["ours"], label="exportengine"),
                         Patch(color=colors["anchor"], label="what people use instead"),
@@ -959,7 +960,7 @@ def plots(h, stem):
         ax2.set_ylim(0, max(72, max(c.median_run(t).rss for c in top for t in variants if c.median_run(t))
                             / 2**20 * 1.15))
         ax2.set_ylabel("peak RSS, MiB")
-        ax2.set_title("memory stays flat as the export grows", fontsize=10)
+        ax2.set_title("peak RSS against row count (flat is the target)", fontsize=10)
         fig.tight_layout()
         name = f"{stem}-scaling.png"
         fig.savefig(os.path.join(h.results_dir, name), dpi=90)
@@ -996,8 +997,8 @@ def write_page(h, path, argv):
              "second (the tool's own file; for gzip rows and floors, the uncompressed CSV they produce or read); "
              "**CPU s** — user + system of every process of the run (for PostgreSQL, `psql` plus the server's "
              "processes); **peak RSS** — the largest process (GNU time; for PostgreSQL the larger of `psql` and "
-             "its backend, sampled every 20 ms, which counts the shared buffers it touched); **ours … ×** — this tool's wall time over ours in the same round, median "
-             "over rounds (above 1: ours is faster); **others' CPU** — CPU time the rest of the machine used "
+             "its backend, sampled every 20 ms, which counts the shared buffers it touched); **ours (1 / 2 readers) ×** — this tool's wall time over ours' in the same "
+             "round, median over rounds (above 1: ours is faster; gzip rows are set against ours `--gzip`); **others' CPU** — CPU time the rest of the machine used "
              "during the median run (and the most in any run): well above 0, that run was disturbed.\n")
     for case in h.cases:
         if case.rows != max(a.sizes):
