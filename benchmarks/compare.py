@@ -893,6 +893,13 @@ def plots(h, stem):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     made = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(h.results_dir, name), dpi=90)
+        plt.close(fig)
+        made.append(name)
+
     top = [c for c in h.cases if c.ds.key == "contacts"]
     if not top:
         return made
@@ -930,11 +937,7 @@ def plots(h, stem):
     ax2.set_xlabel("peak RSS, MiB (log scale; lower is better)")
     ax2.set_xlim(1, max(d[2] for d in data) * 8)
     ax2.set_title("memory", fontsize=10)
-    fig.tight_layout()
-    name = f"{stem}-tools.png"
-    fig.savefig(os.path.join(h.results_dir, name), dpi=90)
-    plt.close(fig)
-    made.append(name)
+    save(fig, f"{stem}-tools.png")
 
     variants = [t for t in ("ours", "ours-2r", "ours-gzip") if any(c.median_run(t) for c in top)]
     if len(top) >= 2 and variants:
@@ -961,11 +964,7 @@ def plots(h, stem):
                             / 2**20 * 1.15))
         ax2.set_ylabel("peak RSS, MiB")
         ax2.set_title("peak RSS against row count (flat is the target)", fontsize=10)
-        fig.tight_layout()
-        name = f"{stem}-scaling.png"
-        fig.savefig(os.path.join(h.results_dir, name), dpi=90)
-        plt.close(fig)
-        made.append(name)
+        save(fig, f"{stem}-scaling.png")
     return made
 
 
