@@ -82,6 +82,7 @@ struct job_control {
     std::atomic<bool> stop{false};    // end the pipeline at the next batch
     std::atomic<bool> lost{false};    // our lease was taken: write nothing about the job
     std::atomic<bool> abandon{false}; // the engine is being destroyed (a crash)
+    std::atomic<bool> recording{false}; // the result is being written: heartbeats end
     std::atomic<std::int64_t> rows{0};
 };
 
@@ -92,6 +93,7 @@ struct outcome {
     bool cancelled = false; // stopped by the engine (stop or lost lease)
     std::int64_t rows = 0;
     published_file file{};
+    bool recorded = false;  // the store has the result (or refused it)
 };
 
 job_error user_error(const outcome& o, bool retries_exhausted)
@@ -210,6 +212,15 @@ struct engine::impl {
     }
 
     /// Observer calls always happen on the control thread.
+    /// Held across every state change this engine makes in the store and the
+    /// posting of its notification, so on_state_change sees one job's
+    /// changes in the order they were made (a claim cannot overtake the
+    /// notification of the create it claims). The store serialises its
+    /// writes anyway, so this costs no concurrency.
+    std::mutex change_mu;
+
+    /// Posts the hook's call for `job` to the control thread; call it with
+    /// change_mu held, right after the change.
     void notify(export_job job)
     {
         if (!hooks.on_state_change)
@@ -321,8 +332,11 @@ struct engine::impl {
                 const timestamp now = clk.now();
                 auto [ec, job] = co_await on(io_pool, [this, now] {
                     error_code e;
+                    std::lock_guard lk(change_mu);
                     auto j = store.claim(owner, now, now + opt.lease_duration,
                                          opt.max_jobs_per_account, e);
+                    if (j)
+                        notify(*j);
                     return std::pair{e, std::move(j)};
                 });
                 if (ec) {
@@ -334,7 +348,9 @@ struct engine::impl {
                         const export_job& j = *job;
                         auto give_back = [this, &j] {
                             error_code e;
-                            store.release(j.id, j.lease, clk.now(), e);
+                            std::lock_guard lk(change_mu);
+                            if (auto back = store.release(j.id, j.lease, clk.now(), e))
+                                notify(*back);
                             return 0;
                         };
                         co_await on(io_pool, give_back);
@@ -381,11 +397,17 @@ struct engine::impl {
     {
         error_code ec;
         std::vector<job_lease> lost;
-        const auto changed = store.requeue_expired_leases(
-            clk.now(), opt.max_attempts,
-            {"ATTEMPTS_EXHAUSTED", "The export was interrupted " + std::to_string(opt.max_attempts)
-                                       + " times; regenerate it to try again."},
-            ec, &lost);
+        std::vector<export_job> changed;
+        {
+            std::lock_guard lk(change_mu);
+            changed = store.requeue_expired_leases(
+                clk.now(), opt.max_attempts,
+                {"ATTEMPTS_EXHAUSTED", "The export was interrupted " + std::to_string(opt.max_attempts)
+                                           + " times; regenerate it to try again."},
+                ec, &lost);
+            for (const export_job& j : changed)
+                notify(j);
+        }
         if (ec)
             log(log_level::error, "requeueing expired leases failed: " + ec.message());
         bool any_queued = false;
@@ -393,7 +415,6 @@ struct engine::impl {
             const export_job& j = changed[i];
             log(log_level::warning, "job " + j.id + " lost its lease; now " + std::string(to_string(j.status)));
             any_queued |= j.status == export_status::queued;
-            notify(j);
             // The lost claim may have published its file before it died (a
             // crash between the rename and the store's complete): that key is
             // nobody's now — its token is never claimed again, and a worker
@@ -422,8 +443,11 @@ struct engine::impl {
         };
         const timestamp now = clk.now();
         error_code ec;
-        for (const export_job& j : store.expire_due(now, 1000, ec))
-            notify(j);
+        {
+            std::lock_guard lk(change_mu);
+            for (const export_job& j : store.expire_due(now, 1000, ec))
+                notify(j);
+        }
         keep(ec);
         ec = {};
         for (const export_job& j : store.files_to_delete(1000, ec)) {
@@ -463,7 +487,6 @@ struct engine::impl {
         }
         ++running;
         running_count.store(running);
-        notify(job);
         asio::co_spawn(ctl, run_job(std::move(job), c), asio::detached);
     }
 
@@ -474,12 +497,17 @@ struct engine::impl {
         auto hb_timer = std::make_shared<asio::steady_timer>(ctl);
         asio::co_spawn(ctl, heartbeat(job.id, job.lease, c, hb_timer, done), asio::detached);
 
-        bool exhausted = false;
-        const outcome o = co_await execute_with_retries(job, *c, exhausted);
+        const outcome o = co_await execute_with_retries(job, *c);
         *done = true;
         hb_timer->cancel();
-        if (!c->abandon)
-            co_await record(job, *c, o, exhausted);
+        if (!o.recorded && !c->abandon) {
+            // Stopped while waiting to retry.
+            auto write = [this, &job, &c, &o] {
+                record(job, *c, o, false);
+                return 0;
+            };
+            co_await on(io_pool, write);
+        }
 
         {
             std::lock_guard lk(active_mu);
@@ -508,7 +536,7 @@ struct engine::impl {
                 return std::pair{e, r};
             };
             const auto [ec, ok] = co_await on(io_pool, beat);
-            if (*done)
+            if (*done || c->recording)
                 break; // finished meanwhile: a refused renewal means nothing now
             if (ec) {
                 // The store may be briefly unavailable; the lease has slack.
@@ -522,21 +550,32 @@ struct engine::impl {
         }
     }
 
-    asio::awaitable<outcome> execute_with_retries(const export_job& job, job_control& ctrl,
-                                                  bool& exhausted)
+    /// Runs the pipeline until it succeeds, fails for good or is stopped,
+    /// retrying transient errors with backoff; the result is recorded in the
+    /// store on the job-pool thread that ran the last attempt, straight
+    /// after it (no hop through the control thread and the I/O pool: that
+    /// took two thread switches off every job).
+    asio::awaitable<outcome> execute_with_retries(const export_job& job, job_control& ctrl)
     {
         const auto first_try = std::chrono::steady_clock::now();
         std::chrono::milliseconds backoff = opt.retry_initial_backoff;
         for (;;) {
-            auto run = [this, &job, &ctrl] { return execute_once(job, ctrl); };
+            auto run = [this, &job, &ctrl, first_try, backoff] {
+                outcome o = execute_once(job, ctrl);
+                const bool transient = o.ec && !o.cancelled && is_transient(o.ec);
+                const bool exhausted =
+                    transient && std::chrono::steady_clock::now() - first_try + backoff > opt.retry_budget;
+                if (!transient || exhausted) {
+                    ctrl.recording = true;
+                    if (!ctrl.abandon)
+                        record(job, ctrl, o, exhausted);
+                    o.recorded = true;
+                }
+                return o;
+            };
             outcome o = co_await on(job_pool, run);
-            if (!o.ec || o.cancelled || !is_transient(o.ec))
+            if (o.recorded)
                 co_return o;
-            const auto elapsed = std::chrono::steady_clock::now() - first_try;
-            if (elapsed + backoff > opt.retry_budget) {
-                exhausted = true;
-                co_return o;
-            }
             log(log_level::warning, "job " + job.id + ": transient error (" + o.ec.message() + ": "
                                         + o.detail + "); retrying in "
                                         + std::to_string(backoff.count()) + " ms");
@@ -633,11 +672,12 @@ struct engine::impl {
         }
     }
 
-    asio::awaitable<void> record(const export_job& job, job_control& ctrl, const outcome& o,
-                                 bool exhausted)
+    /// Writes a final outcome to the store (blocking: on a pool thread).
+    void record(const export_job& job, job_control& ctrl, const outcome& o, bool exhausted)
     {
         job_control* c = &ctrl;
-        auto write = [this, &job, c, &o, exhausted] {
+        {
+            std::lock_guard lk(change_mu);
             error_code ec;
             const timestamp now = clk.now();
             std::optional<export_job> after;
@@ -674,9 +714,7 @@ struct engine::impl {
                                          + " (" + std::to_string(o.rows) + " rows)");
                 notify(*after);
             }
-            return 0;
-        };
-        co_await on(io_pool, write);
+        }
     }
 
     // -- stop -----------------------------------------------------------------
@@ -762,9 +800,15 @@ void engine::do_create(std::int64_t account, export_request r, std::optional<std
             idem = idempotency_key{.key = *key,
                                    .request_hash = detail::request_hash(r),
                                    .not_before = now - m.opt.idempotency_window};
-        create_result res = m.store.create(
-            {.id = random_id(), .account_id = account, .request = std::move(r), .created_at = now},
-            idem, ec);
+        create_result res;
+        {
+            std::lock_guard lk(m.change_mu);
+            res = m.store.create(
+                {.id = random_id(), .account_id = account, .request = std::move(r), .created_at = now},
+                idem, ec);
+            if (!ec && res.created)
+                m.notify(res.job);
+        }
         if (ec)
             return export_snapshot{};
         if (!res.created) {
@@ -785,7 +829,6 @@ void engine::do_create(std::int64_t account, export_request r, std::optional<std
             first.file_key.clear();
             return export_snapshot{std::move(first), first.created_at};
         }
-        m.notify(res.job);
         m.wake();
         return export_snapshot{std::move(res.job), now};
     });
@@ -918,14 +961,19 @@ void engine::do_regenerate(std::int64_t account, std::string id, std::optional<s
             idem = idempotency_key{.key = *key,
                                    .request_hash = detail::regenerate_hash(id),
                                    .not_before = now - m.opt.idempotency_window};
-        auto res = m.store.regenerate(account, id, now, idem, ec);
+        std::optional<regenerate_result> res;
+        {
+            std::lock_guard lk(m.change_mu);
+            res = m.store.regenerate(account, id, now, idem, ec);
+            if (!ec && res && res->regenerated)
+                m.notify(res->job);
+        }
         if (ec || !res) {
             if (!ec)
                 ec = errc::not_found;
             return export_snapshot{};
         }
         if (res->regenerated) {
-            m.notify(res->job);
             m.wake();
         } else {
             m.overlay_progress(res->job);
