@@ -3,6 +3,10 @@
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
+# libdeflate compresses the gzip stage's members (faster than zlib at the
+# same levels); zlib is what the tests read them back with.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LIBDEFLATE REQUIRED IMPORTED_TARGET libdeflate)
 find_package(ZLIB REQUIRED)
 # libcrypto (SHA-256, HMAC, RAND_bytes).
 find_package(OpenSSL 3 REQUIRED)

@@ -25,7 +25,7 @@ packages=(
   # libraries (SPEC §1)
   libboost1.81-dev libboost-json1.81-dev
   libsqlitecpp-dev libsqlite3-dev
-  libssl-dev zlib1g-dev
+  libssl-dev libdeflate-dev zlib1g-dev
   # tests and benchmarks
   catch2 libbenchmark-dev python3 python3-yaml
   # real tools the tests and benchmarks read our output with / compare against

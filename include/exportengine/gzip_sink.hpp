@@ -29,9 +29,11 @@ namespace exportengine {
 
 /// Options for gzip_sink. Fill with designated initializers.
 struct gzip_options {
-    /// zlib level 1..9. Level 1 is the default: on CSV exports it gives files
-    /// within ~10% of level 6 at 3-4x the speed (benchmarks/README.md), and an
-    /// export that waits on its compressor is slower for every user.
+    /// Compression level 1..9 (libdeflate's, which compresses the members;
+    /// its levels are zlib's in spirit). Level 1 is the default: on CSV
+    /// exports it gives files within ~10% of level 6 at several times the
+    /// speed (benchmarks/README.md), and an export that waits on its
+    /// compressor is slower for every user.
     int level = 1;
     /// Worker threads; 0 compresses on the calling thread.
     unsigned threads = 2;
