@@ -94,6 +94,7 @@ struct outcome {
     std::int64_t rows = 0;
     published_file file{};
     bool recorded = false;  // the store has the result (or refused it)
+    std::optional<export_job> next{}; // claimed for this job's slot right after recording
 };
 
 job_error user_error(const outcome& o, bool retries_exhausted)
@@ -330,31 +331,14 @@ struct engine::impl {
         while (!stopping) {
             while (!stopping && running < opt.max_concurrent_jobs) {
                 const timestamp now = clk.now();
-                auto [ec, job] = co_await on(io_pool, [this, now] {
-                    error_code e;
-                    std::lock_guard lk(change_mu);
-                    auto j = store.claim(owner, now, now + opt.lease_duration,
-                                         opt.max_jobs_per_account, e);
-                    if (j)
-                        notify(*j);
-                    return std::pair{e, std::move(j)};
-                });
+                auto [ec, job] = co_await on(io_pool, [this, now] { return claim_one(now); });
                 if (ec) {
                     log(log_level::error, "claiming a job failed: " + ec.message());
                     break;
                 }
                 if (!job || stopping) {
-                    if (job) { // claimed while stopping: give it straight back
-                        const export_job& j = *job;
-                        auto give_back = [this, &j] {
-                            error_code e;
-                            std::lock_guard lk(change_mu);
-                            if (auto back = store.release(j.id, j.lease, clk.now(), e))
-                                notify(*back);
-                            return 0;
-                        };
-                        co_await on(io_pool, give_back);
-                    }
+                    if (job) // claimed while stopping: give it straight back
+                        co_await give_back(*job);
                     break;
                 }
                 start_job(std::move(*job));
@@ -477,6 +461,30 @@ struct engine::impl {
         return first;
     }
 
+    /// Claims the next job for this engine (blocking: on a pool thread).
+    std::pair<error_code, std::optional<export_job>> claim_one(timestamp now)
+    {
+        error_code e;
+        std::lock_guard lk(change_mu);
+        auto j = store.claim(owner, now, now + opt.lease_duration, opt.max_jobs_per_account, e);
+        if (j)
+            notify(*j);
+        return {e, std::move(j)};
+    }
+
+    /// Returns a job claimed while the engine was stopping to the queue.
+    asio::awaitable<void> give_back(const export_job& j)
+    {
+        auto release = [this, &j] {
+            error_code e;
+            std::lock_guard lk(change_mu);
+            if (auto back = store.release(j.id, j.lease, clk.now(), e))
+                notify(*back);
+            return 0;
+        };
+        co_await on(io_pool, release);
+    }
+
     // -- running one job ----------------------------------------------------
     void start_job(export_job job)
     {
@@ -497,7 +505,7 @@ struct engine::impl {
         auto hb_timer = std::make_shared<asio::steady_timer>(ctl);
         asio::co_spawn(ctl, heartbeat(job.id, job.lease, c, hb_timer, done), asio::detached);
 
-        const outcome o = co_await execute_with_retries(job, *c);
+        outcome o = co_await execute_with_retries(job, *c);
         *done = true;
         hb_timer->cancel();
         if (!o.recorded && !c->abandon) {
@@ -507,6 +515,12 @@ struct engine::impl {
                 return 0;
             };
             co_await on(io_pool, write);
+        }
+        if (o.next) {
+            if (stopping)
+                co_await give_back(*o.next);
+            else
+                start_job(std::move(*o.next));
         }
 
         {
@@ -567,9 +581,23 @@ struct engine::impl {
                     transient && std::chrono::steady_clock::now() - first_try + backoff > opt.retry_budget;
                 if (!transient || exhausted) {
                     ctrl.recording = true;
+                    // This job's slot is free: claim the next job here, on
+                    // this thread, rather than wake the scheduler to do it
+                    // through two more thread switches (it still fills any
+                    // other free slot) — for a published file in the same
+                    // store transaction as the completion. Only while the
+                    // engine accepts work.
+                    const bool want_next = !ctrl.abandon && accepting.load();
+                    const bool published = !o.ec && !o.cancelled;
                     if (!ctrl.abandon)
-                        record(job, ctrl, o, exhausted);
+                        record(job, ctrl, o, exhausted, want_next && published ? &o.next : nullptr);
                     o.recorded = true;
+                    if (want_next && !published) {
+                        auto [cec, next] = claim_one(clk.now());
+                        if (cec)
+                            log(log_level::error, "claiming a job failed: " + cec.message());
+                        o.next = std::move(next);
+                    }
                 }
                 return o;
             };
@@ -673,7 +701,10 @@ struct engine::impl {
     }
 
     /// Writes a final outcome to the store (blocking: on a pool thread).
-    void record(const export_job& job, job_control& ctrl, const outcome& o, bool exhausted)
+    /// With `next`, a completion also claims the next job in the same store
+    /// transaction (job_store::complete_and_claim) and notifies it.
+    void record(const export_job& job, job_control& ctrl, const outcome& o, bool exhausted,
+                std::optional<export_job>* next = nullptr)
     {
         job_control* c = &ctrl;
         {
@@ -682,14 +713,22 @@ struct engine::impl {
             const timestamp now = clk.now();
             std::optional<export_job> after;
             if (!o.ec && !o.cancelled) {
-                after = store.complete(job.id, job.lease,
-                                       {.row_count = o.rows,
-                                        .file_size = o.file.size,
-                                        .checksum = o.file.sha256,
-                                        .file_key = o.file.key,
-                                        .completed_at = now,
-                                        .expires_at = now + opt.file_retention},
-                                       now, ec);
+                const completion done{.row_count = o.rows,
+                                      .file_size = o.file.size,
+                                      .checksum = o.file.sha256,
+                                      .file_key = o.file.key,
+                                      .completed_at = now,
+                                      .expires_at = now + opt.file_retention};
+                if (next != nullptr) {
+                    error_code cec;
+                    after = store.complete_and_claim(job.id, job.lease, done, now, owner,
+                                                     now + opt.lease_duration, opt.max_jobs_per_account,
+                                                     *next, cec, ec);
+                    if (cec)
+                        log(log_level::error, "claiming a job failed: " + cec.message());
+                } else {
+                    after = store.complete(job.id, job.lease, done, now, ec);
+                }
                 if (!after) {
                     // Our lease went to another worker (or the store failed):
                     // this file is nobody's. Remove it.
@@ -714,6 +753,8 @@ struct engine::impl {
                                          + " (" + std::to_string(o.rows) + " rows)");
                 notify(*after);
             }
+            if (next != nullptr && *next)
+                notify(**next);
         }
     }
 

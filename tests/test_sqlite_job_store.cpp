@@ -833,6 +833,51 @@ TEST_CASE("sqlite_job_store: writes with a stale lease are refused and change no
     CHECK(f.find("job").file_key == "exports/job-2.csv");
 }
 
+TEST_CASE("sqlite_job_store::complete_and_claim completes and claims in one transaction", "[store]")
+{
+    store_fixture f;
+    f.create("a");
+    f.clock.advance(1ms);
+    f.create("b");
+    const auto a = f.claim_required("w");
+    const completion done{.row_count = 3, .file_size = 9, .checksum = "c", .file_key = "a-1.csv",
+                          .completed_at = f.clock.now(), .expires_at = f.clock.now() + 1h};
+
+    // A refused completion claims nothing: "b" stays queued.
+    std::optional<export_job> next;
+    boost::system::error_code claim_ec;
+    CHECK_FALSE(f.store->complete_and_claim("a", job_lease{"w", 7}, done, f.clock.now(), "w",
+                                            f.clock.now() + 30s, 2, next, claim_ec, f.ec));
+    CHECK(f.ec == errc::lease_lost);
+    CHECK_FALSE(next);
+    CHECK(f.find("b").status == export_status::queued);
+
+    // The holder's completion takes "b" with it, both durable together.
+    const auto after = f.store->complete_and_claim("a", a.lease, done, f.clock.now(), "w", f.clock.now() + 30s,
+                                                   2, next, claim_ec, f.ec);
+    REQUIRE_FALSE(f.ec);
+    REQUIRE(after);
+    CHECK_FALSE(claim_ec);
+    CHECK(after->status == export_status::available);
+    CHECK(after->file_key == "a-1.csv");
+    REQUIRE(next);
+    CHECK(next->id == "b");
+    CHECK(next->status == export_status::processing);
+    CHECK(next->lease == job_lease{"w", 1});
+    require_same(f.find("b"), *next);
+
+    // Nothing left to claim: the completion still lands.
+    const completion done_b{.row_count = 1, .file_size = 1, .checksum = "d", .file_key = "b-1.csv",
+                            .completed_at = f.clock.now(), .expires_at = f.clock.now() + 1h};
+    const auto last = f.store->complete_and_claim("b", next->lease, done_b, f.clock.now(), "w",
+                                                  f.clock.now() + 30s, 2, next, claim_ec, f.ec);
+    REQUIRE_FALSE(f.ec);
+    REQUIRE(last);
+    CHECK(last->status == export_status::available);
+    CHECK_FALSE(next);
+    CHECK_FALSE(claim_ec);
+}
+
 TEST_CASE("sqlite_job_store::heartbeat renews the lease and records progress", "[store]")
 {
     store_fixture f;

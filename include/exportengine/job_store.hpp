@@ -117,6 +117,27 @@ public:
                                                const completion& result, timestamp now,
                                                boost::system::error_code& ec) = 0;
 
+    /// complete(), then claim() for the same owner — in one transaction
+    /// where the store can, so a worker that finishes a job and takes the
+    /// next pays for one durable commit instead of two. `next` gets the
+    /// claimed job (nullopt when nothing is claimable or the claim failed:
+    /// `claim_ec`). Returns what complete() returns; when the completion is
+    /// refused nothing is claimed. The default runs the two calls.
+    virtual std::optional<export_job> complete_and_claim(std::string_view id, const job_lease& l,
+                                                         const completion& result, timestamp now,
+                                                         const std::string& owner, timestamp lease_until,
+                                                         int per_account_limit, std::optional<export_job>& next,
+                                                         boost::system::error_code& claim_ec,
+                                                         boost::system::error_code& ec)
+    {
+        next.reset();
+        claim_ec.clear();
+        auto done = complete(id, l, result, now, ec);
+        if (done)
+            next = claim(owner, now, lease_until, per_account_limit, claim_ec);
+        return done;
+    }
+
     /// processing -> failed, fenced by the lease.
     virtual std::optional<export_job> fail(std::string_view id, const job_lease& l,
                                            const job_error& error, timestamp now,

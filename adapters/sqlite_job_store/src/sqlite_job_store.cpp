@@ -342,6 +342,9 @@ private:
 
 namespace sql {
 const char* const begin_immediate = "BEGIN IMMEDIATE";
+const char* const savepoint_claim = "SAVEPOINT claim_next";
+const char* const release_claim = "RELEASE claim_next";
+const char* const rollback_claim = "ROLLBACK TO claim_next";
 const char* const sync_normal = "PRAGMA synchronous = NORMAL";
 const char* const sync_full = "PRAGMA synchronous = FULL";
 const char* const begin_read = "BEGIN DEFERRED";
@@ -526,15 +529,12 @@ struct sqlite_job_store::impl {
         bool committed_ = false;
     };
     // Lets the commits made while it lives skip the WAL's fsync
-    // (synchronous = NORMAL), for the writes that may be lost to a power
-    // cut without harm: a claim or a heartbeat. A lost claim leaves its job
-    // queued — and the worker that made it died in the same power cut — so
-    // the job simply runs again; a lost heartbeat only brings a lease's end
-    // closer. They still survive a crash of the process, and the next FULL
-    // commit (any create, complete, fail, regenerate...) makes them durable
-    // with it, since the WAL is one sequential log. Every state change that
-    // a client can be told about stays FULL. Saves one fsync of the four a
-    // job makes in the store and file system (benchmarks/README.md).
+    // (synchronous = NORMAL), for the one write that changes no state and
+    // may be lost to a power cut without harm: a heartbeat (it only brings a
+    // lease's end closer). It still survives a crash of the process, and
+    // the next FULL commit makes it durable with it, since the WAL is one
+    // sequential log. Every state change (SPEC §2: create, claim, complete,
+    // fail, regenerate) stays FULL: durable before it is reported.
     class relaxed_sync {
     public:
         explicit relaxed_sync(impl& self) : self_(self) { self_.execute(sql::sync_normal); }
@@ -605,6 +605,51 @@ struct sqlite_job_store::impl {
         require_legal(export_status::processing, to);
         if (execute(text, id, std::string_view(l.owner), l.token, now, more...) != 1)
             throw refusal{errc::lease_lost};
+    }
+
+    // The claim's statements, inside the caller's write transaction.
+    std::optional<export_job> claim_in(const std::string& owner, timestamp now, timestamp lease_until,
+                                       int per_account_limit)
+    {
+        std::int64_t account = 0;
+        {
+            auto s = use(sql::pick_account);
+            bind_all(*s, std::int64_t{per_account_limit});
+            if (!s->executeStep())
+                return std::nullopt; // rolls back: nothing was written
+            account = s->getColumn(0).getInt64();
+        }
+        std::string id;
+        {
+            auto s = use(sql::pick_job);
+            bind_all(*s, account);
+            if (!s->executeStep())
+                corrupt("the claimed account has no queued job");
+            id = s->getColumn(0).getString();
+        }
+        execute(sql::take_turn, account);
+        require_legal(export_status::queued, export_status::processing);
+        if (execute(sql::claim_job, std::string_view(id), std::string_view(owner),
+                           lease_until, now)
+            != 1)
+            corrupt("claim lost its row");
+        return load_existing(id);
+    }
+
+    // The completion's statements, inside the caller's write transaction;
+    // throws a lease_lost refusal when `l` is not the current lease.
+    export_job complete_in(std::string_view id, const job_lease& l, const completion& result, timestamp now)
+    {
+        // A different key already on the job would be overwritten: keep it
+        // for the sweeper. The new key is live, so it is stale no more.
+        // (Both undone by the rollback if the lease turns out to be lost.)
+        const std::string_view key = result.file_key;
+        execute(sql::retire_file, id, key, now);
+        execute(sql::clear_stale_file, id, key);
+        fenced(sql::complete, export_status::available, id, l, now, result.row_count,
+                      result.file_size, std::string_view(result.checksum), key,
+                      result.completed_at, result.expires_at);
+        return load_existing(id);
     }
 
     void expire(const export_job& job, timestamp now)
@@ -715,33 +760,46 @@ std::optional<export_job> sqlite_job_store::claim(const std::string& owner, time
                                                   error_code& ec)
 {
     return impl_->run(ec, [&]() -> std::optional<export_job> {
-        impl::relaxed_sync relaxed(*impl_);
         impl::write_transaction tx(*impl_);
-        std::int64_t account = 0;
-        {
-            auto s = impl_->use(sql::pick_account);
-            bind_all(*s, std::int64_t{per_account_limit});
-            if (!s->executeStep())
-                return std::nullopt; // rolls back: nothing was written
-            account = s->getColumn(0).getInt64();
-        }
-        std::string id;
-        {
-            auto s = impl_->use(sql::pick_job);
-            bind_all(*s, account);
-            if (!s->executeStep())
-                corrupt("the claimed account has no queued job");
-            id = s->getColumn(0).getString();
-        }
-        impl_->execute(sql::take_turn, account);
-        require_legal(export_status::queued, export_status::processing);
-        if (impl_->execute(sql::claim_job, std::string_view(id), std::string_view(owner),
-                           lease_until, now)
-            != 1)
-            corrupt("claim lost its row");
-        auto job = impl_->load_existing(id);
-        tx.commit();
+        auto job = impl_->claim_in(owner, now, lease_until, per_account_limit);
+        if (job)
+            tx.commit();
         return job;
+    });
+}
+
+std::optional<export_job> sqlite_job_store::complete_and_claim(std::string_view id, const job_lease& l,
+                                                               const completion& result, timestamp now,
+                                                               const std::string& owner, timestamp lease_until,
+                                                               int per_account_limit,
+                                                               std::optional<export_job>& next,
+                                                               error_code& claim_ec, error_code& ec)
+{
+    next.reset();
+    claim_ec.clear();
+    // One transaction, one fsync: the completion and the claim are durable
+    // together before either is reported. A refused completion claims
+    // nothing (the transaction rolls back).
+    return impl_->run(ec, [&]() -> std::optional<export_job> {
+        impl::write_transaction tx(*impl_);
+        auto done = impl_->complete_in(id, l, result, now);
+        // A failing claim must not take the completion with it.
+        impl_->execute(sql::savepoint_claim);
+        try {
+            next = impl_->claim_in(owner, now, lease_until, per_account_limit);
+            impl_->execute(sql::release_claim);
+        } catch (const refusal& r) {
+            claim_ec = r.code;
+        } catch (const std::exception&) {
+            claim_ec = errc::store_failed;
+        }
+        if (claim_ec) {
+            next.reset();
+            impl_->execute(sql::rollback_claim);
+            impl_->execute(sql::release_claim);
+        }
+        tx.commit();
+        return done;
     });
 }
 
@@ -763,16 +821,7 @@ std::optional<export_job> sqlite_job_store::complete(std::string_view id, const 
 {
     return impl_->run(ec, [&]() -> std::optional<export_job> {
         impl::write_transaction tx(*impl_);
-        // A different key already on the job would be overwritten: keep it
-        // for the sweeper. The new key is live, so it is stale no more.
-        // (Both undone by the rollback if the lease turns out to be lost.)
-        const std::string_view key = result.file_key;
-        impl_->execute(sql::retire_file, id, key, now);
-        impl_->execute(sql::clear_stale_file, id, key);
-        impl_->fenced(sql::complete, export_status::available, id, l, now, result.row_count,
-                      result.file_size, std::string_view(result.checksum), key,
-                      result.completed_at, result.expires_at);
-        auto job = impl_->load_existing(id);
+        auto job = impl_->complete_in(id, l, result, now);
         tx.commit();
         return job;
     });

@@ -110,6 +110,12 @@ public:
     std::optional<export_job> complete(std::string_view id, const job_lease& l,
                                        const completion& result, timestamp now,
                                        boost::system::error_code& ec) override;
+    std::optional<export_job> complete_and_claim(std::string_view id, const job_lease& l,
+                                                 const completion& result, timestamp now,
+                                                 const std::string& owner, timestamp lease_until,
+                                                 int per_account_limit, std::optional<export_job>& next,
+                                                 boost::system::error_code& claim_ec,
+                                                 boost::system::error_code& ec) override;
 
     /// processing -> failed with `error`, the lease cleared. nullopt and
     /// errc::lease_lost when `l` is not the current lease.
