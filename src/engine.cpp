@@ -26,6 +26,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace exportengine {
 
@@ -212,13 +213,21 @@ struct engine::impl {
             hooks.log(level, line);
     }
 
-    /// Observer calls always happen on the control thread.
-    /// Held across every state change this engine makes in the store and the
-    /// posting of its notification, so on_state_change sees one job's
-    /// changes in the order they were made (a claim cannot overtake the
-    /// notification of the create it claims). The store serialises its
-    /// writes anyway, so this costs no concurrency.
+    // Observer calls always happen on the control thread, one job's in the
+    // order its changes were made:
+    // - change_mu is held across each state change but a create (claim,
+    //   complete, fail, release, requeue, expire, regenerate) and the posting
+    //   of its notification, so none of those overtakes another;
+    // - creates stay outside it, so that the store can commit several at
+    //   once (sqlite_job_store's group commit); instead the new job's id is
+    //   "announcing" from before the store call until the create's own
+    //   notification reaches the control thread, and any other notification
+    //   of that job (a claim that came first) waits for it. Nothing can
+    //   change a job before its create commits, so held ones come after it.
     std::mutex change_mu;
+    std::mutex announce_mu;
+    std::unordered_set<std::string> announcing;                     // guarded by announce_mu
+    std::unordered_map<std::string, std::vector<export_job>> held; // control thread only
 
     /// Posts the hook's call for `job` to the control thread; call it with
     /// change_mu held, right after the change.
@@ -226,11 +235,54 @@ struct engine::impl {
     {
         if (!hooks.on_state_change)
             return;
-        asio::post(ctl, [this, job = std::move(job)] {
-            try {
-                hooks.on_state_change(job);
-            } catch (const std::exception& e) {
-                log(log_level::error, std::string("state-change hook threw: ") + e.what());
+        asio::post(ctl, [this, job = std::move(job)]() mutable {
+            {
+                std::lock_guard lk(announce_mu);
+                if (announcing.count(job.id) != 0) {
+                    held[job.id].push_back(std::move(job));
+                    return;
+                }
+            }
+            call_hook(job);
+        });
+    }
+
+    void call_hook(const export_job& job)
+    {
+        try {
+            hooks.on_state_change(job);
+        } catch (const std::exception& e) {
+            log(log_level::error, std::string("state-change hook threw: ") + e.what());
+        }
+    }
+
+    /// Before the create of job `id` (see change_mu).
+    void begin_announce(const std::string& id)
+    {
+        if (!hooks.on_state_change)
+            return;
+        std::lock_guard lk(announce_mu);
+        announcing.insert(id);
+    }
+
+    /// After it: posts its notification (none when nothing changed), then
+    /// whatever waited for it.
+    void end_announce(const std::string& id, std::optional<export_job> job)
+    {
+        if (!hooks.on_state_change)
+            return;
+        asio::post(ctl, [this, id, job = std::move(job)] {
+            if (job)
+                call_hook(*job);
+            {
+                std::lock_guard lk(announce_mu);
+                announcing.erase(id);
+            }
+            if (auto it = held.find(id); it != held.end()) {
+                const std::vector<export_job> waiting = std::move(it->second);
+                held.erase(it);
+                for (const export_job& j : waiting)
+                    call_hook(j);
             }
         });
     }
@@ -841,15 +893,12 @@ void engine::do_create(std::int64_t account, export_request r, std::optional<std
             idem = idempotency_key{.key = *key,
                                    .request_hash = detail::request_hash(r),
                                    .not_before = now - m.opt.idempotency_window};
-        create_result res;
-        {
-            std::lock_guard lk(m.change_mu);
-            res = m.store.create(
-                {.id = random_id(), .account_id = account, .request = std::move(r), .created_at = now},
-                idem, ec);
-            if (!ec && res.created)
-                m.notify(res.job);
-        }
+        const std::string new_id = random_id();
+        m.begin_announce(new_id);
+        create_result res =
+            m.store.create({.id = new_id, .account_id = account, .request = std::move(r), .created_at = now},
+                           idem, ec);
+        m.end_announce(new_id, !ec && res.created ? std::optional<export_job>(res.job) : std::nullopt);
         if (ec)
             return export_snapshot{};
         if (!res.created) {
