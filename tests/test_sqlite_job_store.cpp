@@ -560,6 +560,73 @@ TEST_CASE("sqlite_job_store::get is scoped to the account; find is not", "[store
     CHECK_FALSE(unknown);
 }
 
+TEST_CASE("sqlite_job_store::create: concurrent creates share commits, each its own fate", "[store]")
+{
+    // 8 threads x 200 creates on one store (group commit): every create is
+    // either created or refused on its own — a refused one (a key reused
+    // with another request) takes nothing else with it — and every created
+    // job is there after reopening the file.
+    store_fixture f;
+    const timestamp t = f.clock.now();
+    REQUIRE(f.store->create(job_at("taken", 1, t), idempotency_key{"shared", "hash-A", t - 24h}, f.ec).created);
+    constexpr int threads = 8;
+    constexpr int per_thread = 200;
+    std::vector<std::vector<std::string>> created(threads);
+    std::vector<int> refused(threads, 0);
+    std::vector<int> replayed(threads, 0);
+    std::vector<int> errors(threads, 0);
+    std::vector<std::thread> pool;
+    for (int w = 0; w < threads; ++w)
+        pool.emplace_back([&, w] {
+            for (int i = 0; i < per_thread; ++i) {
+                std::string id = "j";
+                id.append(std::to_string(w)).append("-").append(std::to_string(i));
+                error_code ec;
+                std::optional<idempotency_key> key;
+                if (i % 10 == 3) // same key, another request: refused
+                    key = idempotency_key{"shared", "hash-B", t - 24h};
+                else if (i % 10 == 7) // same key and request: the first job back
+                    key = idempotency_key{"shared", "hash-A", t - 24h};
+                // (idempotency keys are per account: the keyed ones go to account 1)
+                const std::int64_t account = key ? 1 : 1 + w % 3;
+                auto r = f.store->create(job_at(id, account, t + std::chrono::milliseconds{i}), key, ec);
+                if (ec == errc::idempotency_key_reused)
+                    ++refused[static_cast<std::size_t>(w)];
+                else if (ec)
+                    ++errors[static_cast<std::size_t>(w)];
+                else if (!r.created && r.job.id == "taken")
+                    ++replayed[static_cast<std::size_t>(w)];
+                else if (r.created && r.job.id == id)
+                    created[static_cast<std::size_t>(w)].push_back(id);
+                else
+                    ++errors[static_cast<std::size_t>(w)];
+            }
+        });
+    for (auto& th : pool)
+        th.join();
+    f.reopen();
+    std::size_t total = 0;
+    for (int w = 0; w < threads; ++w) {
+        CHECK(errors[static_cast<std::size_t>(w)] == 0);
+        CHECK(refused[static_cast<std::size_t>(w)] == per_thread / 10);
+        CHECK(replayed[static_cast<std::size_t>(w)] == per_thread / 10);
+        CHECK(created[static_cast<std::size_t>(w)].size() == static_cast<std::size_t>(per_thread * 8 / 10));
+        for (const auto& id : created[static_cast<std::size_t>(w)]) {
+            auto j = f.store->find(id, f.ec);
+            REQUIRE(j);
+            CHECK(j->status == export_status::queued);
+        }
+        total += created[static_cast<std::size_t>(w)].size();
+    }
+    std::size_t listed = 0;
+    for (std::int64_t account = 1; account <= 3; ++account) {
+        auto page = f.store->list(account, 0, 1, f.ec);
+        REQUIRE_FALSE(f.ec);
+        listed += static_cast<std::size_t>(page.total);
+    }
+    CHECK(listed == total + 1); // and "taken"
+}
+
 TEST_CASE("sqlite_job_store::create honours idempotency keys", "[store]")
 {
     store_fixture f;
