@@ -34,11 +34,8 @@ public:
     deflater& operator=(const deflater&) = delete;
     ~deflater() { libdeflate_free_compressor(c_); }
 
-    /// The most bytes a member of `n` input bytes can take.
-    [[nodiscard]] std::size_t bound(std::size_t n) const { return libdeflate_gzip_compress_bound(c_, n); }
-
     /// Compresses `in` into one complete gzip member in `out` (`cap` bytes,
-    /// at least bound(n)). Returns the member's size, or 0 if it did not fit.
+    /// at least libdeflate_gzip_compress_bound). Returns the member's size, or 0 if it did not fit.
     std::size_t member(const char* in, std::size_t n, unsigned char* out, std::size_t cap)
     {
         return libdeflate_gzip_compress(c_, in, n, out, cap);
@@ -93,7 +90,9 @@ struct gzip_sink::impl {
             throw std::invalid_argument("gzip_sink: level must be 1..9");
         if (o.block_size < 64 * 1024)
             throw std::invalid_argument("gzip_sink: block_size must be at least 64 KiB");
-        out_cap = deflater(level).bound(block);
+        // The bound over every compressor (nullptr): no compressor is
+        // allocated just to ask.
+        out_cap = libdeflate_gzip_compress_bound(nullptr, block);
         slots.resize(o.threads == 0 ? 1 : 2 * std::size_t{o.threads});
     }
 

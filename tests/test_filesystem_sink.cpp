@@ -603,6 +603,17 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries deletes only .tmp-* files",
     CHECK_FALSE(ec);
 }
 
+namespace {
+
+/// Sets a file's access and modification times two hours back.
+void make_two_hours_old(const std::string& path)
+{
+    const timespec two_hours_ago[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), two_hours_ago, 0) == 0);
+}
+
+} // namespace
+
 TEST_CASE("filesystem_sink: remove_stale_temporaries spares a live writer's temporary however old it looks",
           "[sink][temp]")
 {
@@ -619,8 +630,7 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries spares a live writer's temp
     CHECK(live->write("abc", 3, ec) == 3);
     const auto names = entries(d);
     REQUIRE(names.size() == 1);
-    const timespec two_hours_ago[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
-    REQUIRE(::utimensat(AT_FDCWD, (d + "/" + names[0]).c_str(), two_hours_ago, 0) == 0);
+    make_two_hours_old(d + "/" + names[0]);
     CHECK(sink.remove_stale_temporaries(std::chrono::hours{1}, ec) == 0);
     CHECK_FALSE(ec);
     CHECK(entries(d) == names);
@@ -640,8 +650,7 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries spares temporaries younger 
     auto live = sink.create("live", ec);
     REQUIRE(live);
     test::write_file(d + "/.tmp-old-0123456789abcdef", "left by a crash two hours ago");
-    const timespec two_hours_ago[2] = {{::time(nullptr) - 7200, 0}, {::time(nullptr) - 7200, 0}};
-    REQUIRE(::utimensat(AT_FDCWD, (d + "/.tmp-old-0123456789abcdef").c_str(), two_hours_ago, 0) == 0);
+    make_two_hours_old(d + "/.tmp-old-0123456789abcdef");
     CHECK(sink.remove_stale_temporaries(std::chrono::hours{1}, ec) == 1);
     CHECK_FALSE(ec);
     CHECK_FALSE(fs::exists(d + "/.tmp-old-0123456789abcdef"));

@@ -17,24 +17,10 @@ difference otherwise. The last line printed is the count of files checked.
 import csv
 import io
 import os
-import struct
 import sys
 
-
-def expected_rows(data):
-    pos = 0
-    rows = []
-    while pos < len(data):
-        (count,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        row = []
-        for _ in range(count):
-            (n,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            row.append(data[pos:pos + n])
-            pos += n
-        rows.append(row)
-    return rows
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from csv_roundtrip import parse_expected  # noqa: E402  (the EXPECTED format's one reader)
 
 
 def check(stem):
@@ -44,7 +30,7 @@ def check(stem):
     with open(stem + ".csv", "rb") as f:
         raw = f.read()
     with open(stem + ".expected", "rb") as f:
-        want = expected_rows(f.read())
+        want = list(parse_expected(f.read()))
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     text = raw.decode("utf-8", errors="surrogateescape")

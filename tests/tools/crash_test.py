@@ -78,7 +78,6 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import sqlite3
@@ -91,6 +90,8 @@ import traceback
 import urllib.parse
 import uuid
 from datetime import datetime, timedelta, timezone
+
+import server_process  # tests/tools: read the first line, kill for good
 
 # --------------------------------------------------------------------------
 # Settings
@@ -273,36 +274,13 @@ class Server:
         self.started = time.time()
 
     def _read_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            r, _, _ = select.select([fd], [], [], left)
-            if not r:
-                break
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            buf += chunk
-        return buf.decode("utf-8", "replace")
+        return server_process.read_line(self.proc, timeout)
 
     def alive(self):
         return self.proc.poll() is None
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        if not self.log.closed:
-            self.log.close()
+        server_process.kill(self.proc, self.log)
 
     def terminate(self, timeout=15.0):
         self.proc.send_signal(signal.SIGTERM)

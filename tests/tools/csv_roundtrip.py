@@ -16,9 +16,8 @@ import struct
 import sys
 
 
-def expected_rows(path):
-    with open(path, "rb") as f:
-        data = f.read()
+def parse_expected(data):
+    """The rows of an EXPECTED file's bytes, each a list of bytes values."""
     pos = 0
     while pos < len(data):
         (count,) = struct.unpack_from("<I", data, pos)
@@ -30,6 +29,11 @@ def expected_rows(path):
             row.append(data[pos:pos + n])
             pos += n
         yield row
+
+
+def expected_rows(path):
+    with open(path, "rb") as f:
+        yield from parse_expected(f.read())
 
 
 def main():

@@ -43,7 +43,6 @@ import http.client
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import sqlite3
@@ -54,6 +53,8 @@ import threading
 import time
 import unittest
 import urllib.parse
+
+import server_process  # tests/tools: read the first line, kill for good
 
 EXE = None
 TMP = None
@@ -90,32 +91,13 @@ class Server:
         self.port = int(m.group(1))
 
     def _read_line(self, timeout):
-        fd, buf = self.proc.stdout.fileno(), b""
-        deadline = time.monotonic() + timeout
-        while not buf.endswith(b"\n") and time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not r:
-                break
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            buf += chunk
-        return buf.decode("utf-8", "replace")
+        return server_process.read_line(self.proc, timeout)
 
     def alive(self):
         return self.proc.poll() is None
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        if not self.log.closed:
-            self.log.close()
+        server_process.kill(self.proc, self.log)
 
     def memory(self):
         """(VmRSS, VmHWM) in bytes."""

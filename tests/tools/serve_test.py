@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -31,6 +30,8 @@ import time
 import unittest
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+
+import server_process  # tests/tools: read the first line, kill for good
 
 EXE = None
 TMP = None          # the module's temp dir (source db, data dirs, logs)
@@ -95,21 +96,7 @@ class Server:
         self.host = f"127.0.0.1:{self.port}"
 
     def _read_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            r, _, _ = select.select([fd], [], [], left)
-            if not r:
-                break
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            buf += chunk
-        return buf.decode("utf-8", "replace")
+        return server_process.read_line(self.proc, timeout)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Sends `sig`; returns (exit status, the rest of stdout) or fails
@@ -124,16 +111,7 @@ class Server:
         return self.proc.returncode, rest.decode("utf-8", "replace")
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        if not self.log.closed:
-            self.log.close()
+        server_process.kill(self.proc, self.log)
 
     def stderr_tail(self, n=40):
         try:
