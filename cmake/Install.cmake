@@ -7,6 +7,14 @@ install(TARGETS exportengine exportengine_api exportengine_memory_source exporte
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The conformance suites go in an export set of their own, loaded by the
+# package config only where Catch2 is found: a host without Catch2 still
+# finds the package.
+if(TARGET exportengine_testing)
+  install(TARGETS exportengine_testing EXPORT exportengineTestingTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/filesystem_sink/include/exportengine
@@ -19,6 +27,11 @@ set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
 install(EXPORT exportengineTargets
   NAMESPACE exportengine::
   DESTINATION ${config_dir})
+if(TARGET exportengine_testing)
+  install(EXPORT exportengineTestingTargets
+    NAMESPACE exportengine::
+    DESTINATION ${config_dir})
+endif()
 configure_package_config_file(cmake/exportengineConfig.cmake.in
   ${PROJECT_BINARY_DIR}/exportengineConfig.cmake
   INSTALL_DESTINATION ${config_dir})

@@ -138,6 +138,12 @@ struct export_job {
     /// deleted). Always built by the engine, never from user input.
     std::string file_key{};
     std::optional<job_error> error{};
+    /// The job's version: 1 when created, incremented by every change the
+    /// store makes to it, in the same transaction. It orders one job's
+    /// changes wherever they were made, so observers (the engine's
+    /// notifier, webhooks) deliver them in order without a lock held across
+    /// the store's I/O.
+    std::int64_t version = 0;
 
     /// SPEC §2: `available` with now >= expires_at reads as `expired`.
     [[nodiscard]] export_status effective_status(timestamp now) const noexcept;

@@ -1,0 +1,1 @@
+#include <exportengine/testing/data_source_conformance.hpp>

@@ -1,0 +1,1 @@
+#include <exportengine/testing/job_store_conformance.hpp>

@@ -1,0 +1,1 @@
+#include <exportengine/testing/storage_sink_conformance.hpp>

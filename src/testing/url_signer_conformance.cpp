@@ -1,0 +1,1 @@
+#include <exportengine/testing/url_signer_conformance.hpp>
