@@ -451,6 +451,31 @@ TEST_CASE("graceful stop puts a running job back to queued without using an atte
           == errc::shutting_down);
 }
 
+TEST_CASE("a stop cancels a job waiting to retry at once, and gives it back to the queue", "[engine][stop]")
+{
+    // Busy for good, with a backoff far longer than any test: only the job's
+    // cancellation signal can end the wait.
+    test::engine_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_busy});
+    auto o = f.default_options();
+    o.retry_initial_backoff = std::chrono::hours{1};
+    o.retry_max_backoff = std::chrono::hours{1};
+    o.retry_budget = std::chrono::hours{10};
+    engine& e = f.start(o);
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.logs.wait_for("retrying in 3600000 ms"));
+    auto stopped = e.async_stop(0ms, asio::use_future);
+    REQUIRE(stopped.wait_for(10s) == std::future_status::ready);
+    stopped.get();
+    boost::system::error_code ec;
+    const auto s = f.store.find(id, ec);
+    REQUIRE(s);
+    CHECK(s->status == export_status::queued);
+    CHECK(s->attempt == 0);
+    CHECK(f.events.statuses_of(id).back() == export_status::queued);
+    CHECK(e.running_jobs() == 0);
+}
+
 TEST_CASE("a crashed engine's job is picked up by another engine after its lease", "[engine][crash]")
 {
     test::engine_fixture f;

@@ -11,12 +11,13 @@
 //     // or: auto s = co_await eng.async_list_exports(account, 0, 10, asio::use_awaitable);
 //
 // Threads. The engine owns its threads: one control thread that runs the
-// scheduler, the sweeper and every job as a C++20 coroutine; a job pool on
-// which each running export's blocking pipeline runs (source -> CSV writer ->
-// gzip -> sink); and a small I/O pool for job-store calls. Nothing blocking
-// ever runs on the host's executor: completion handlers are invoked on the
-// handler's associated executor, by default the executor given to the
-// constructor.
+// scheduler, the sweeper, every job as a C++20 coroutine and every
+// notification; a job pool on which each running export's blocking pipeline
+// runs (source -> CSV writer -> gzip -> sink) and records its outcome; and a
+// small I/O pool for job-store calls. No lock is held across a store call.
+// Nothing blocking ever runs on the host's executor: completion handlers are
+// invoked on the handler's associated executor, by default the executor
+// given to the constructor.
 //
 // Completion tokens. Every async_ operation follows Asio's completion-token
 // convention (callbacks, use_awaitable, use_future, deferred, ...). Results
@@ -30,6 +31,18 @@
 // running engine without async_stop behaves like a crash: in-flight jobs are
 // abandoned with their leases, and any engine sharing the store picks them up
 // when the leases run out. That is what the crash tests rely on.
+//
+// Per-operation cancellation. The operations below do not support it: each
+// is one atomic store call (or a few), so a cancelled one would leave the
+// caller unsure whether it happened; they always complete, with a result or
+// an error. Cancellation belongs to jobs instead: every running job has its
+// own asio::cancellation_signal, emitted when
+//   - async_stop's deadline passes: the job goes back to `queued` without
+//     using an attempt (a file already finished is still published);
+//   - its lease is lost (a renewal refused: another worker holds the job):
+//     the job writes nothing more and publishes nothing;
+// and a terminal cancellation ends the job's waits at once (a retry's
+// backoff) and its pipeline at the next batch of rows.
 #pragma once
 
 #include <exportengine/clock.hpp>
@@ -158,7 +171,14 @@ struct download_file {
 enum class log_level { debug, info, warning, error };
 
 /// Host hooks. `on_state_change` is called on the engine's control thread,
-/// one call at a time, in the order the changes were made by this engine.
+/// one call at a time, for every change this engine makes; one job's calls
+/// come in the order of its store version (export_job::version), strictly
+/// increasing. (A change whose call would arrive after a later version of
+/// the same job had been delivered — two changes of one job racing within
+/// the same instant, neither announced beforehand — is skipped and logged,
+/// never delivered out of order. A store that keeps no version, 0, gets
+/// arrival order.) Durable delivery to the outside (webhooks) belongs in the
+/// store, not in this in-memory hook.
 /// `log` may be called from any of the engine's threads (and from the
 /// destroying thread), so it must be thread-safe. Neither may block for long
 /// or call back into the engine synchronously.

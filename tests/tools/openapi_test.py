@@ -16,7 +16,7 @@ usage: openapi_test.py PATH_TO_EXPORTENGINE
   methods; undocumented paths are 404.
 - The Error schema's `code` enum is exactly the set of codes src/api.cpp and
   src/cli/http_server.cpp can emit; the view's `error.code` enum is exactly
-  the job error codes of src/engine.cpp.
+  the job error codes of src/engine/transitions.cpp.
 - ExportView, ExportList and DownloadLink list exactly the keys of real
   answers, with the documented JSON types; a real download carries the
   documented headers (200, HEAD, 206, 416).
@@ -47,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.yaml")
 API_CPP = os.path.join(ROOT, "src", "api.cpp")
 HTTP_SERVER_CPP = os.path.join(ROOT, "src", "cli", "http_server.cpp")
-ENGINE_CPP = os.path.join(ROOT, "src", "engine.cpp")
+ENGINE_CPP = os.path.join(ROOT, "src", "engine", "transitions.cpp")
 
 EXE = None
 API_KEY = "k"
@@ -353,7 +353,7 @@ class Document(unittest.TestCase):
     def test_job_error_codes_are_those_of_the_engine(self):
         emitted = upper_case_literals(ENGINE_CPP)
         enum = set(schema("ExportView")["properties"]["error"]["properties"]["code"]["enum"])
-        self.assertEqual(enum, emitted, "ExportView.error.code vs the job errors of src/engine.cpp")
+        self.assertEqual(enum, emitted, "ExportView.error.code vs the job errors of src/engine/transitions.cpp")
 
 
 class AgainstTheServer(unittest.TestCase):

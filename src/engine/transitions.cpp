@@ -1,0 +1,173 @@
+#include "transitions.hpp"
+
+namespace exportengine::detail {
+
+using boost::system::error_code;
+
+job_error user_error(const error_code& ec, bool retries_exhausted)
+{
+    if (ec == errc::source_schema || ec == errc::source_corrupt)
+        return {"DATA_SOURCE_ERROR",
+                "The export could not read its data. Contact support if regenerating it fails again."};
+    if (ec == errc::source_busy || ec == errc::source_io)
+        return {"DATA_SOURCE_UNAVAILABLE",
+                std::string("The data source stayed busy or unreachable")
+                    + (retries_exhausted ? " after several retries" : "")
+                    + "; regenerate the export to try again."};
+    if (ec == errc::internal_error)
+        return {"INTERNAL_ERROR", "The export failed on our side; regenerate it to try again."};
+    // Anything from the sink or the compressor: storage full or unavailable.
+    return {"STORAGE_ERROR",
+            "The export file could not be written (storage full or unavailable); regenerate the "
+            "export to try again."};
+}
+
+std::string file_key(const export_job& job, std::int64_t token)
+{
+    // Built from our own id and lease token only: never from user input.
+    // The token makes every attempt's file distinct, so a stale worker's
+    // publish can never replace the current attempt's file.
+    return job.id + "-" + std::to_string(token)
+           + (job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv");
+}
+
+create_result transitions::create(const new_job& job, const std::optional<idempotency_key>& key,
+                                  error_code& ec)
+{
+    notifier_.expect(job.id);
+    create_result res = core_.store.create(job, key, ec);
+    notifier_.done(job.id, !ec && res.created ? std::optional<export_job>(res.job) : std::nullopt);
+    return res;
+}
+
+std::optional<regenerate_result> transitions::regenerate(std::int64_t account, std::string_view id,
+                                                         const std::optional<idempotency_key>& key,
+                                                         error_code& ec)
+{
+    const std::string sid(id);
+    notifier_.expect(sid);
+    auto res = core_.store.regenerate(account, id, core_.clk.now(), key, ec);
+    notifier_.done(sid, !ec && res && res->regenerated ? std::optional<export_job>(res->job)
+                                                       : std::nullopt);
+    if (!ec && res && res->regenerated)
+        core_.log(log_level::info, "job " + sid + " regenerated");
+    return res;
+}
+
+std::optional<export_job> transitions::claim(error_code& ec)
+{
+    const timestamp now = core_.clk.now();
+    auto j = core_.store.claim(core_.owner, now, now + core_.opt.lease_duration,
+                               core_.opt.max_jobs_per_account, ec);
+    if (j)
+        notifier_.publish(*j);
+    return j;
+}
+
+void transitions::release(const export_job& job)
+{
+    error_code ec;
+    notifier_.expect(job.id);
+    auto back = core_.store.release(job.id, job.lease, core_.clk.now(), ec);
+    notifier_.done(job.id, back);
+    if (ec && ec != errc::lease_lost)
+        core_.log(log_level::error, "giving job " + job.id + " back failed: " + ec.message()
+                                        + "; its lease will run out and it will be retried");
+}
+
+std::optional<export_job> transitions::record(const export_job& job, const export_outcome& o,
+                                              cancel_reason why, bool retries_exhausted, bool claim_next)
+{
+    // An abandoned engine writes nothing (it behaves like a crash). A run
+    // cancelled because its lease was lost has nothing to give back; one
+    // that finished anyway still tries to record (the store's fencing
+    // refuses it, and a refused completion removes its file).
+    if (why == cancel_reason::abandon || (o.cancelled && why == cancel_reason::lease_lost))
+        return std::nullopt;
+    error_code ec;
+    const timestamp now = core_.clk.now();
+    std::optional<export_job> after;
+    std::optional<export_job> next;
+    notifier_.expect(job.id);
+    if (o.cancelled) {
+        after = core_.store.release(job.id, job.lease, now, ec);
+    } else if (!o.ec) {
+        const completion done{.row_count = o.rows,
+                              .file_size = o.file.size,
+                              .checksum = o.file.sha256,
+                              .file_key = o.file.key,
+                              .completed_at = now,
+                              .expires_at = now + core_.opt.file_retention};
+        if (claim_next) {
+            error_code claim_ec;
+            after = core_.store.complete_and_claim(job.id, job.lease, done, now, core_.owner,
+                                                   now + core_.opt.lease_duration,
+                                                   core_.opt.max_jobs_per_account, next, claim_ec, ec);
+            if (claim_ec)
+                core_.log(log_level::error, "claiming a job failed: " + claim_ec.message());
+        } else {
+            after = core_.store.complete(job.id, job.lease, done, now, ec);
+        }
+        if (!after) {
+            // Our lease went to another worker (or the store failed): this
+            // file is nobody's. Remove it.
+            error_code rec;
+            core_.sink.remove(o.file.key, rec);
+        }
+    } else {
+        core_.log(log_level::error, "job " + job.id + " failed: " + o.ec.message()
+                                        + (o.detail.empty() ? "" : " (" + o.detail + ")"));
+        after = core_.store.fail(job.id, job.lease, user_error(o.ec, retries_exhausted), now, ec);
+    }
+    notifier_.done(job.id, after);
+    if (next)
+        notifier_.publish(*next);
+    if (ec == errc::lease_lost)
+        core_.log(log_level::warning, "job " + job.id + ": lease lost before its result was recorded");
+    else if (ec)
+        core_.log(log_level::error, "recording job " + job.id + " failed: " + ec.message()
+                                        + "; its lease will run out and it will be retried");
+    if (after)
+        core_.log(log_level::info, "job " + job.id + " " + std::string(to_string(after->status)) + " ("
+                                       + std::to_string(o.rows) + " rows)");
+    return next;
+}
+
+bool transitions::requeue_expired_leases(error_code& ec)
+{
+    std::vector<job_lease> lost;
+    const int max_attempts = core_.opt.max_attempts;
+    const std::vector<export_job> changed = core_.store.requeue_expired_leases(
+        core_.clk.now(), max_attempts,
+        {"ATTEMPTS_EXHAUSTED",
+         "The export was interrupted " + std::to_string(max_attempts) + " times; regenerate it to try again."},
+        ec, &lost);
+    bool any_queued = false;
+    for (std::size_t i = 0; i < changed.size(); ++i) {
+        const export_job& j = changed[i];
+        notifier_.publish(j);
+        core_.log(log_level::warning, "job " + j.id + " lost its lease; now " + std::string(to_string(j.status)));
+        any_queued |= j.status == export_status::queued;
+        // The lost claim may have published its file before it died (a
+        // crash between the rename and the store's complete): that key is
+        // nobody's now — its token is never claimed again, and a worker that
+        // is merely late is refused on complete and removes its own — so
+        // remove it, or it would stay forever. A missing file is success.
+        if (i >= lost.size())
+            continue;
+        const std::string key = file_key(j, lost[i].token);
+        error_code rec;
+        core_.sink.remove(key, rec);
+        if (rec)
+            core_.log(log_level::error, "deleting the lost claim's file " + key + " failed: " + rec.message());
+    }
+    return any_queued;
+}
+
+void transitions::expire_due(error_code& ec)
+{
+    for (const export_job& j : core_.store.expire_due(core_.clk.now(), 1000, ec))
+        notifier_.publish(j);
+}
+
+} // namespace exportengine::detail
