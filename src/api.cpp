@@ -693,8 +693,9 @@ api_plan plan_request(api_request r, std::span<const api_key_entry> keys, const 
         auto q = parse_download_query(query);
         if (auto* bad = std::get_if<api_response>(&q))
             return std::move(*bad);
-        const download_query& d = std::get<download_query>(q);
-        return download_call{std::string(path), std::string(d.expires), std::string(d.signature)};
+        // The signer verifies the target as received; the engine never sees
+        // the route.
+        return download_call{std::move(r.method), std::move(r.target)};
     }
 
     // -- the account, then the Idempotency-Key --------------------------------
@@ -823,7 +824,7 @@ void http_api::do_handle(api_request r, response_handler h)
         if (auto* d = std::get_if<detail::download_call>(&plan)) {
             // The signature is the credential.
             engine_.async_find_download(
-                std::move(d->path), std::move(d->expires), std::move(d->signature),
+                std::move(d->method), std::move(d->target),
                 asio::bind_executor(ex, [h = std::move(h)](error_code ec, download_file f) mutable {
                     if (ec == errc::not_found)
                         return std::move(h)(error(403, "FORBIDDEN",
