@@ -329,30 +329,37 @@ void engine::do_download_url(std::int64_t account, std::string id, handler<downl
         link.export_id = job->id;
         link.file_expires_at = *job->expires_at;
         link.expires_at = std::min(now + m.opt.url_ttl, link.file_expires_at);
-        link.url = m.signer.sign("GET", "/downloads/" + job->id, link.expires_at);
         link.row_count = job->row_count.value_or(0);
         link.file_size = job->file_size.value_or(0);
         link.content_type = download_content_type(*job);
         link.filename = download_filename(*job);
+        // The sink's own URL (S3: presigned GET) or, for a sink that serves
+        // its own bytes, the signer's route.
+        const download_object object{.export_id = job->id,
+                                     .key = job->file_key,
+                                     .filename = link.filename,
+                                     .content_type = link.content_type,
+                                     .size = link.file_size};
+        auto direct = m.sink.download_url(object, link.expires_at, ec);
+        if (ec)
+            return download_link{};
+        link.url = direct ? std::move(*direct) : m.signer.sign(object, link.expires_at);
         return link;
     });
 }
 
-void engine::do_find_download(std::string path, std::string expires, std::string signature,
-                              handler<download_file> h)
+void engine::do_find_download(std::string method, std::string target, handler<download_file> h)
 {
-    impl_->api<download_file>(std::move(h), [this, path = std::move(path), expires = std::move(expires),
-                                             signature = std::move(signature)](error_code& ec) {
+    impl_->api<download_file>(std::move(h), [this, method = std::move(method),
+                                             target = std::move(target)](error_code& ec) {
         impl& m = *impl_;
-        static constexpr std::string_view prefix = "/downloads/";
         const timestamp now = m.clk.now();
-        if (!path.starts_with(prefix)
-            || !m.signer.verify({.method = "GET", .path = path, .expires = expires, .signature = signature},
-                                now)) {
+        // The signer owns the route: it parses and verifies the target.
+        const std::string_view id = m.signer.verify({.method = method, .target = target}, now);
+        if (id.empty()) {
             ec = errc::not_found;
             return download_file{};
         }
-        const std::string_view id = std::string_view(path).substr(prefix.size());
         auto job = m.store.find(id, ec);
         if (ec)
             return download_file{};

@@ -110,11 +110,17 @@ TEST_CASE("a contacts export runs to an available file with a signed URL", "[eng
     REQUIRE(link.url.rfind(prefix, 0) == 0);
     const auto q = link.url.find("&signature=");
     REQUIRE(q != std::string::npos);
-    const std::string path = "/downloads/" + id;
-    const std::string expires = link.url.substr(prefix.size(), q - prefix.size());
-    const std::string sig = link.url.substr(q + 11);
-    CHECK(f.signer.verify({"GET", path, expires, sig}, f.clock.now()));
-    CHECK_FALSE(f.signer.verify({"GET", path, expires, sig}, link.expires_at));
+    const std::string target = link.url.substr(std::string_view("http://127.0.0.1:8080").size());
+    CHECK(f.signer.verify({"GET", target}, f.clock.now()) == id);
+    CHECK(f.signer.verify({"GET", target}, link.expires_at).empty());
+
+    // What the transport gets for that target: the sink's key, size, type, name.
+    const download_file file = e.async_find_download("HEAD", target, asio::use_future).get();
+    CHECK(file.export_id == id);
+    CHECK(file.file_key == s.job.file_key);
+    CHECK(file.file_size == *s.job.file_size);
+    CHECK(file.content_type == link.content_type);
+    CHECK(file.filename == link.filename);
 }
 
 TEST_CASE("filters, delimiter, BOM and gzip reach the file", "[engine]")
@@ -395,6 +401,7 @@ TEST_CASE("a sink failing mid-write fails the job, publishes nothing, leaves no 
                 return done;
             }
             published_file publish(boost::system::error_code& ec) override { return inner->publish(ec); }
+            void abort(boost::system::error_code& ec) override { inner->abort(ec); }
         };
         std::unique_ptr<sink_writer> create(std::string_view key, boost::system::error_code& ec) override
         {

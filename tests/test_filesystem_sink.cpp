@@ -190,8 +190,7 @@ TEST_CASE("filesystem_sink: publish makes exactly the bytes visible, with size a
     CHECK(before[0].rfind(".tmp-exp_01.csv.gz-", 0) == 0);
     CHECK(before[0].size() == std::string(".tmp-exp_01.csv.gz-").size() + 16);
     CHECK_FALSE(fs::exists(dir + "/exp_01.csv.gz"));
-    std::int64_t size = -1;
-    CHECK(sink.open_published("exp_01.csv.gz", size, ec) == -1);
+    CHECK(sink.open_read("exp_01.csv.gz", {}, ec) == nullptr);
     CHECK(ec == errc::not_found);
 
     const published_file f = w->publish(ec);
@@ -511,8 +510,7 @@ TEST_CASE("filesystem_sink: bad keys are invalid_request and touch nothing", "[s
         sink.remove(key, ec);
         CHECK(ec == errc::invalid_request);
         ec = {};
-        std::int64_t size = 7;
-        CHECK(sink.open_published(key, size, ec) == -1);
+        CHECK(sink.open_read(key, {}, ec) == nullptr);
         CHECK(ec == errc::invalid_request);
         CHECK_FALSE(filesystem_sink::is_valid_key(key));
     }
@@ -669,12 +667,12 @@ TEST_CASE("filesystem_sink: remove_stale_temporaries reports a missing directory
     CHECK(ec == boost::system::errc::no_such_file_or_directory);
 }
 
-TEST_CASE("filesystem_sink: open_published returns a read-only descriptor and the size",
+TEST_CASE("filesystem_sink: open_read reads the published file by its key, whole or a range",
           "[sink][publish]")
 {
     test::temp_dir tmp;
     filesystem_sink sink(tmp.file("s"));
-    const std::string data = pattern(70000);
+    const std::string data = pattern(700000);
     boost::system::error_code ec;
     auto w = sink.create("k", ec);
     REQUIRE(w);
@@ -682,37 +680,90 @@ TEST_CASE("filesystem_sink: open_published returns a read-only descriptor and th
     (void)w->publish(ec);
     REQUIRE_FALSE(ec);
 
-    std::int64_t size = -1;
-    const int fd = sink.open_published("k", size, ec);
-    REQUIRE(fd >= 0);
+    auto r = sink.open_read("k", {}, ec);
+    REQUIRE(r);
     CHECK_FALSE(ec);
-    CHECK(size == 70000);
-    const int flags = ::fcntl(fd, F_GETFL);
-    CHECK((flags & O_ACCMODE) == O_RDONLY);
-    CHECK((flags & O_NONBLOCK) == 0);
-    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
-    std::string read_back(data.size() + 10, '\0');
-    std::size_t got = 0;
-    ::ssize_t n;
-    while ((n = ::read(fd, read_back.data() + got, read_back.size() - got)) > 0)
-        got += static_cast<std::size_t>(n);
-    read_back.resize(got);
+    CHECK(r->object_size() == data.size());
+    CHECK(r->offset() == 0);
+    CHECK(r->size() == data.size());
+    // Sequential, in uneven chunks.
+    std::string read_back;
+    std::string chunk(99991, '\0');
+    for (;;) {
+        const std::size_t n = r->read(chunk.data(), chunk.size(), ec);
+        REQUIRE_FALSE(ec);
+        if (n == 0)
+            break;
+        read_back.append(chunk.data(), n);
+    }
     CHECK(read_back == data);
-    CHECK(::write(fd, "x", 1) == -1);
-    ::close(fd);
+    // The file removed (or replaced) under an open reader: it reads what it opened.
+    sink.remove("k", ec);
+    REQUIRE_FALSE(ec);
+    CHECK(r->read_at(data.size() - 5, chunk.data(), 100, ec) == 5);
+    CHECK(std::string(chunk.data(), 5) == data.substr(data.size() - 5));
+    r.reset();
+
+    w = sink.create("k", ec);
+    REQUIRE(w->write(data.data(), data.size(), ec) == data.size());
+    (void)w->publish(ec);
+    REQUIRE_FALSE(ec);
+    r = sink.open_read("k", {.offset = 1000, .length = 50}, ec);
+    REQUIRE(r);
+    CHECK(r->object_size() == data.size());
+    CHECK(r->size() == 50);
+    CHECK(r->read_at(10, chunk.data(), 1000, ec) == 40);
+    CHECK(std::string(chunk.data(), 40) == data.substr(1010, 40));
+    CHECK(r->read_at(50, chunk.data(), 1000, ec) == 0);
+    CHECK_FALSE(ec);
 
     // Absent, a symlink, a directory, a FIFO (must not block).
-    CHECK(sink.open_published("absent", size, ec) == -1);
+    CHECK(sink.open_read("absent", {}, ec) == nullptr);
     CHECK(ec == errc::not_found);
     REQUIRE(::symlink((sink.directory() + "/k").c_str(), (sink.directory() + "/link").c_str()) == 0);
-    CHECK(sink.open_published("link", size, ec) == -1);
+    CHECK(sink.open_read("link", {}, ec) == nullptr);
     CHECK(ec == boost::system::errc::too_many_symbolic_link_levels);
     fs::create_directory(sink.directory() + "/dir");
-    CHECK(sink.open_published("dir", size, ec) == -1);
+    CHECK(sink.open_read("dir", {}, ec) == nullptr);
     CHECK(ec == errc::not_found);
     REQUIRE(::mkfifo((sink.directory() + "/fifo").c_str(), 0600) == 0);
-    CHECK(sink.open_published("fifo", size, ec) == -1);
+    CHECK(sink.open_read("fifo", {}, ec) == nullptr);
     CHECK(ec == errc::not_found);
+    // A range outside the file.
+    CHECK(sink.open_read("k", {.offset = data.size() + 1}, ec) == nullptr);
+    CHECK(ec == boost::system::errc::result_out_of_range);
+    CHECK(sink.open_read("k", {.offset = 10, .length = data.size()}, ec) == nullptr);
+    CHECK(ec == boost::system::errc::result_out_of_range);
+}
+
+TEST_CASE("filesystem_sink: abort removes the temporary and reports; the writer is closed",
+          "[sink][temp]")
+{
+    test::temp_dir tmp;
+    filesystem_sink sink(tmp.file("s"));
+    boost::system::error_code ec;
+    auto w = sink.create("k", ec);
+    REQUIRE(w);
+    REQUIRE(w->write("abc", 3, ec) == 3);
+    REQUIRE(entries(sink.directory()).size() == 1);
+    w->abort(ec);
+    CHECK_FALSE(ec);
+    CHECK(entries(sink.directory()).empty());
+    CHECK(w->write("d", 1, ec) == 0);
+    CHECK(ec == errc::stream_closed);
+    (void)w->publish(ec);
+    CHECK(ec == errc::stream_closed);
+    w->abort(ec); // twice: fine
+    CHECK_FALSE(ec);
+
+    // After a publish, abort leaves the published file alone.
+    w = sink.create("k", ec);
+    REQUIRE(w->write("abc", 3, ec) == 3);
+    (void)w->publish(ec);
+    REQUIRE_FALSE(ec);
+    w->abort(ec);
+    CHECK_FALSE(ec);
+    CHECK(entries(sink.directory()) == std::vector<std::string>{"k"});
 }
 
 TEST_CASE("filesystem_sink: the constructor creates the directory or throws", "[sink]")

@@ -89,9 +89,10 @@ struct api_request {
     std::string body{};
 };
 
-/// For a download route: what the transport must send. The API has checked
-/// the signature and found the file; the transport opens `file_key` in its
-/// sink, answers 403 if it has gone since, and streams it (Range, HEAD).
+/// For a download route: what the transport must send. The API has had the
+/// url_signer verify the target and found the file; the transport opens
+/// `file_key` with storage_sink::open_read, answers 403 if it has gone
+/// since (errc::not_found), and streams it (Range, HEAD).
 struct api_download {
     std::string export_id{};
     std::string file_key{};

@@ -159,7 +159,8 @@ struct download_link {
 /// A published file a signed URL may download (see async_find_download).
 struct download_file {
     std::string export_id{};
-    /// The sink's key: the transport opens this, never a name from the URL.
+    /// The sink's key: the transport opens this (storage_sink::open_read),
+    /// never a name from the URL.
     std::string file_key{};
     std::int64_t file_size = 0;
     /// "text/csv; charset=utf-8" or "application/gzip".
@@ -264,7 +265,9 @@ public:
             token, account_id, std::move(export_id));
     }
 
-    /// A freshly signed URL for an available export. Errors: errc::not_found,
+    /// A fresh download URL for an available export: the sink's own
+    /// (storage_sink::download_url) or, when it has none, one signed by the
+    /// url_signer. Errors: errc::not_found,
     /// errc::export_not_ready, errc::export_expired, errc::export_failed,
     /// errc::store_failed. Completion: `void(error_code, download_link)`.
     template <class Token>
@@ -277,22 +280,23 @@ public:
             token, account_id, std::move(export_id));
     }
 
-    /// For a download route: checks a signed URL — `path` as it appeared in
-    /// the request ("/downloads/<exportId>"), `expires` and `signature` the
-    /// query values as received — with the signer, at the clock's now, and
-    /// returns the export's published file if the URL is valid and the export
-    /// is available now. Every refusal (bad or expired signature, unknown
-    /// export, file expired or not there) is errc::not_found, which the API
-    /// answers with 403. Completion: `void(error_code, download_file)`.
+    /// For a download route of the url_signer: `method` ("GET" or "HEAD")
+    /// and `target` (path and query exactly as the transport received them)
+    /// are verified by the signer at the clock's now; returns the export's
+    /// published file (key, size, content type, filename: the transport
+    /// streams it with storage_sink::open_read) if the signer grants an
+    /// export and it is available now. Every refusal (not the signer's
+    /// route, bad or expired signature, unknown export, file expired or not
+    /// there) is errc::not_found, which the API answers with 403.
+    /// Completion: `void(error_code, download_file)`.
     template <class Token>
-    auto async_find_download(std::string path, std::string expires, std::string signature,
-                             Token&& token)
+    auto async_find_download(std::string method, std::string target, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, download_file)>(
-            [this](auto handler, std::string p, std::string e, std::string s) {
-                do_find_download(std::move(p), std::move(e), std::move(s), std::move(handler));
+            [this](auto handler, std::string m, std::string t) {
+                do_find_download(std::move(m), std::move(t), std::move(handler));
             },
-            token, std::move(path), std::move(expires), std::move(signature));
+            token, std::move(method), std::move(target));
     }
 
     /// Re-queues an expired or failed export with the same id and request.
@@ -347,8 +351,7 @@ private:
     void do_download_url(std::int64_t account, std::string id, handler<download_link> h);
     void do_regenerate(std::int64_t account, std::string id, std::optional<std::string> key,
                        handler<export_snapshot> h);
-    void do_find_download(std::string path, std::string expires, std::string signature,
-                          handler<download_file> h);
+    void do_find_download(std::string method, std::string target, handler<download_file> h);
     void do_sweep(void_handler h);
 
     struct impl;

@@ -44,38 +44,19 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 /// worth of body bytes on their way into the body.
 constexpr std::size_t read_buffer_slack = 64 * 1024;
 
-/// Closes a descriptor on every way out.
-struct unique_fd {
-    int fd = -1;
-    explicit unique_fd(int f) : fd(f) {}
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd()
-    {
-        if (fd >= 0)
-            ::close(fd);
-    }
-};
-
-/// pread(2) on `pool`, completing on the handler's executor: a cold read
-/// never stalls the server's thread.
+/// object_reader::read_at on `pool`, completing on the handler's executor:
+/// a cold read (the filesystem sink's pread) never blocks the I/O thread.
 template <class Token>
-auto async_pread(asio::thread_pool::executor_type pool, int fd, char* data, std::size_t size,
-                 std::uint64_t offset, Token&& token)
+auto async_read_at(asio::thread_pool::executor_type pool, object_reader& reader, std::uint64_t position,
+                   char* data, std::size_t size, Token&& token)
 {
     return asio::async_initiate<Token, void(error_code, std::size_t)>(
-        [pool, fd, data, size, offset](auto handler) {
+        [pool, &reader, position, data, size](auto handler) {
             auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-            asio::post(pool, [handler = std::move(handler), work = std::move(work), fd, data, size,
-                              offset]() mutable {
+            asio::post(pool, [handler = std::move(handler), work = std::move(work), &reader, position, data,
+                              size]() mutable {
                 error_code ec;
-                ssize_t n;
-                do
-                    n = ::pread(fd, data, size, static_cast<off_t>(offset));
-                while (n < 0 && errno == EINTR);
-                if (n < 0)
-                    ec.assign(errno, boost::system::system_category());
-                const std::size_t got = n < 0 ? 0 : static_cast<std::size_t>(n);
+                const std::size_t got = reader.read_at(position, data, size, ec);
                 auto ex = work.get_executor();
                 asio::dispatch(ex, [handler = std::move(handler), ec, got]() mutable {
                     std::move(handler)(ec, got);
@@ -206,7 +187,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 
     asio::io_context& ioc;
     http_api* api = nullptr;
-    const adapters::filesystem_sink& files;
+    const storage_sink& files;
     http_server_options opt;
     tcp::acceptor acceptor;
     asio::thread_pool read_pool{2};
@@ -215,7 +196,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     std::function<void()> on_stopped;
     asio::steady_timer stop_timer;
 
-    impl(asio::io_context& c, const adapters::filesystem_sink& f, http_server_options o)
+    impl(asio::io_context& c, const storage_sink& f, http_server_options o)
         : ioc(c), files(f), opt(std::move(o)), acceptor(c), stop_timer(c)
     {
     }
@@ -278,10 +259,10 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     {
         const api_download& d = *r.download;
         const bool head = req.method() == http::verb::head;
-        std::int64_t size = 0;
         error_code ec;
-        unique_fd fd(files.open_published(d.file_key, size, ec));
-        if (fd.fd < 0) {
+        // Opened whole: the Range header is answered against its size.
+        const std::unique_ptr<object_reader> reader = files.open_read(d.file_key, read_range{}, ec);
+        if (!reader) {
             // Deleted since the engine looked (expired and swept): the link
             // no longer works. Anything else is ours to log.
             const bool gone = ec == errc::not_found;
@@ -297,7 +278,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
             auto [wec, n] = co_await send(c, err, req.version(), keep_alive, head);
             co_return std::tuple{wec, err.status, n};
         }
-        const std::uint64_t file_size = static_cast<std::uint64_t>(size);
+        const std::uint64_t file_size = reader->object_size();
         byte_range range{0, file_size == 0 ? 0 : file_size - 1};
         range_kind kind = range_kind::whole;
         if (const auto h = req[http::field::range]; !h.empty() && req[http::field::if_range].empty())
@@ -338,8 +319,8 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         std::uint64_t offset = range.first, sent = 0;
         while (sent < length) {
             const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length - sent));
-            auto [rec, got] = co_await async_pread(read_pool.get_executor(), fd.fd, buffer.data(), want, offset,
-                                                   tuple_awaitable);
+            auto [rec, got] = co_await async_read_at(read_pool.get_executor(), *reader, offset, buffer.data(), want,
+                                                     tuple_awaitable);
             if (rec || got == 0) {
                 // The file shrank or the disk failed after the header went
                 // out: all we can do is cut the connection short.
@@ -560,7 +541,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     }
 };
 
-http_server::http_server(asio::io_context& ioc, const adapters::filesystem_sink& files,
+http_server::http_server(asio::io_context& ioc, const storage_sink& files,
                          http_server_options options)
     : impl_(std::make_shared<impl>(ioc, files, std::move(options)))
 {

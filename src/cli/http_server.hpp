@@ -1,5 +1,5 @@
 // The HTTP/1.1 server of `exportengine serve` (Boost.Beast): http_api over
-// TCP, plus the download route streaming files from the filesystem sink.
+// TCP, plus the download route streaming objects from the storage sink.
 //
 // - Keep-alive and pipelined requests; one C++20 coroutine per connection.
 // - Limits: request header size (431 over it), body size (413 over it, told
@@ -15,20 +15,21 @@
 //   (request-smuggling shapes); malformed chunked framing is a 400. Targets
 //   in absolute form (`http://host/exports`) are routed by their path.
 // - `Expect: 100-continue` is answered, so `curl` sends big bodies at once.
-// - Downloads: the file is opened by the sink key the engine recorded (never a
-//   name from the URL), read in chunks on a small blocking pool with pread(2)
-//   and written as it is read: never whole in memory. HEAD, and one byte range
+// - Downloads: the object is opened with storage_sink::open_read by the key
+//   the engine recorded (never a name from the URL), read in chunks on a
+//   small blocking pool (object_reader::read_at: pread(2) for the filesystem
+//   sink) and written as it is read: never whole in memory. HEAD, and one byte range
 //   (`Range: bytes=a-b`, `a-`, `-n`) answered 206 with Content-Range, or 416
 //   when it starts past the end. A multi-range or malformed Range header, or
 //   any If-Range, gets the whole file (200), as RFC 9110 allows.
 // - One access-log line per request (JSON: time, remote, method, path without
 //   the query — downloads carry their signature there — status, bytes, ms).
 //
-// Threading: run the io_context on one thread. Everything but the pread calls
+// Threading: run the io_context on one thread. Everything but the reads
 // happens there, so connections need no locking.
 #pragma once
 
-#include <exportengine/adapters/filesystem_sink.hpp>
+#include <exportengine/sink.hpp>
 #include <exportengine/api.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -67,7 +68,7 @@ struct http_server_options {
 
 class http_server {
 public:
-    http_server(boost::asio::io_context& ioc, const adapters::filesystem_sink& files,
+    http_server(boost::asio::io_context& ioc, const storage_sink& files,
                 http_server_options options);
     http_server(const http_server&) = delete;
     http_server& operator=(const http_server&) = delete;

@@ -251,7 +251,7 @@ void check_plan(ee::api_request r)
     }
     const std::string_view path = std::string_view(target).substr(0, target.find('?'));
     if (const auto* dl = std::get_if<d::download_call>(&plan)) {
-        CHECK(dl->path == path && path.starts_with("/downloads/"), target);
+        CHECK(dl->target == target && dl->method == method && path.starts_with("/downloads/"), target);
         return;
     }
     // Everything else needed a key, and a valid Idempotency-Key on POST.

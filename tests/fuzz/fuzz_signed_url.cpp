@@ -6,14 +6,18 @@
 // Input: the first byte picks the mode, the rest is its data.
 //   0..0x7f: mutate one signed URL: the byte picks the URL and the part
 //            (method, path, expires or signature) and the rest replaces that
-//            part. verify must be true only when the replacement is the
-//            original part (or HEAD for GET), and false once the URL expires.
-//   0x80..0xbf: four '\n'-separated parts: METHOD, PATH, EXPIRES, SIGNATURE;
-//            verify at a fixed instant must be false unless they are, byte
-//            for byte, one of the signed URLs (HEAD counting as GET).
-//   0xc0..0xff: sign arbitrary METHOD '\n' PATH '\n' 8 bytes of expiry: sign
-//            either throws std::invalid_argument or gives a URL that verifies
-//            before its expiry, not at it, and not under another method.
+//            part; the request target is rebuilt from the parts.
+//   0x80..0xbf: METHOD '\n' TARGET: an arbitrary request.
+//   In both, verify at a fixed instant must grant an export exactly when the
+//   request is, as a reference parser reads it (the path, and `expires` and
+//   `signature` each exactly once in the query, other parameters ignored),
+//   one of the signed URLs (HEAD counting as GET) — and then the URL's
+//   export id, a view into the target; never once the URL has expired, never
+//   under a stranger's key.
+//   0xc0..0xff: sign arbitrary EXPORT_ID '\n' 8 bytes of expiry: sign either
+//            throws std::invalid_argument or gives a URL that verifies
+//            (granting that id) before its expiry, not at it, and not under
+//            another method.
 //
 // Invariants: nothing crashes; verify never accepts anything sign() did not
 // produce.
@@ -53,24 +57,31 @@ constexpr std::string_view base = "https://exports.example.com";
 
 ee::timestamp at_ms(std::int64_t ms) { return ee::timestamp{std::chrono::milliseconds{ms}}; }
 
-/// A signed URL, split back into the parts verify takes.
+/// A signed URL, split back into its parts.
 struct signed_url {
     std::string method, path, expires, signature;
     std::int64_t expires_ms = 0;
+
+    [[nodiscard]] std::string target() const { return path + "?expires=" + expires + "&signature=" + signature; }
 };
 
-signed_url split(const std::string& url, std::string_view method, std::string_view path, std::int64_t ms)
+signed_url split(const std::string& url, std::string_view method, std::string_view id, std::int64_t ms)
 {
-    // <base><path>?expires=<ms>&signature=<sig>
-    const std::string prefix = std::string(base) + std::string(path) + "?expires=";
+    // <base>/downloads/<id>?expires=<ms>&signature=<sig>
+    const std::string path = "/downloads/" + std::string(id);
+    const std::string prefix = std::string(base) + path + "?expires=";
     CHECK(url.rfind(prefix, 0) == 0, url);
     const std::size_t amp = url.find("&signature=", prefix.size());
     CHECK(amp != std::string::npos, url);
-    signed_url s{std::string(method), std::string(path), url.substr(prefix.size(), amp - prefix.size()),
-                 url.substr(amp + 11), ms};
+    signed_url s{std::string(method), path, url.substr(prefix.size(), amp - prefix.size()), url.substr(amp + 11), ms};
     CHECK(s.expires == std::to_string(ms), url);
     CHECK(s.signature.size() == 43, url);
     return s;
+}
+
+ee::download_object object(std::string_view id)
+{
+    return {.export_id = std::string(id), .key = "k", .filename = "f.csv", .content_type = "text/csv", .size = 1};
 }
 
 struct fixture {
@@ -86,23 +97,23 @@ struct fixture {
         const struct {
             const hmac_url_signer* by;
             const char* method;
-            const char* path;
+            const char* id;
             std::int64_t expires;
         } specs[] = {
-            {&signer, "GET", "/downloads/AAAAAAAAAAAAAAAAAAAAAA", 1'700'000'900'000},
-            {&signer, "GET", "/downloads/Zz09_-Zz09_-Zz09_-Zz09_-", 1'700'000'000'001},
-            {&signer, "POST", "/exports/x", 999'999'999'999'999},
-            {&old_signer, "GET", "/downloads/rotated", 1'700'000'600'000},
-            {&signer, "HEAD", "/d", 1'800'000'000'000}, // signed as GET
+            {&signer, "GET", "AAAAAAAAAAAAAAAAAAAAAA", 1'700'000'900'000},
+            {&signer, "GET", "Zz09_-Zz09_-Zz09_-Zz09_-", 1'700'000'000'001},
+            {&signer, "GET", "a.b~c", 999'999'999'999'999},
+            {&old_signer, "GET", "rotated", 1'700'000'600'000},
+            {&signer, "HEAD", "d", 1'800'000'000'000},
         };
         for (const auto& s : specs)
-            urls.push_back(split(s.by->sign(s.method, s.path, at_ms(s.expires)), s.method, s.path, s.expires));
+            urls.push_back(split(s.by->sign(object(s.id), at_ms(s.expires)), s.method, s.id, s.expires));
         // What the fuzzer then relies on.
         for (const auto& u : urls) {
-            const ee::signed_url_parts p{u.method, u.path, u.expires, u.signature};
-            CHECK(signer.verify(p, now), u.path);
-            CHECK(!signer.verify(p, at_ms(u.expires_ms)), u.path);
-            CHECK(!stranger.verify(p, now), u.path);
+            const std::string t = u.target();
+            CHECK(signer.verify({u.method, t}, now) == u.path.substr(11), u.path);
+            CHECK(signer.verify({u.method, t}, at_ms(u.expires_ms)).empty(), u.path);
+            CHECK(stranger.verify({u.method, t}, now).empty(), u.path);
         }
     }
 };
@@ -113,17 +124,52 @@ const fixture& fx()
     return f;
 }
 
-std::string_view canonical(std::string_view method) { return method == "HEAD" ? "GET" : method; }
-
-/// True when (method, path, expires, signature) is one of the signed URLs.
-bool was_signed(const fixture& f, std::string_view method, std::string_view path, std::string_view expires,
-                std::string_view signature)
+/// The signed URL the request is, as an independent reader takes it apart,
+/// or nullptr.
+const signed_url* reference(const fixture& f, std::string_view method, std::string_view target)
 {
+    if (method != "GET" && method != "HEAD")
+        return nullptr;
+    const std::size_t q = target.find('?');
+    if (q == std::string_view::npos)
+        return nullptr;
+    const std::string_view path = target.substr(0, q);
+    std::string_view query = target.substr(q + 1), expires, signature;
+    int n_expires = 0, n_signature = 0;
+    while (!query.empty()) {
+        const std::size_t amp = query.find('&');
+        const std::string_view item = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const std::size_t eq = item.find('=');
+        const std::string_view name = item.substr(0, eq);
+        const std::string_view value = eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
+        if (name == "expires") {
+            expires = value;
+            ++n_expires;
+        } else if (name == "signature") {
+            signature = value;
+            ++n_signature;
+        }
+    }
+    if (n_expires != 1 || n_signature != 1)
+        return nullptr;
     for (const auto& u : f.urls)
-        if (canonical(method) == canonical(u.method) && path == u.path && expires == u.expires
-            && signature == u.signature)
-            return true;
-    return false;
+        if (path == u.path && expires == u.expires && signature == u.signature)
+            return &u;
+    return nullptr;
+}
+
+void check_request(const fixture& f, std::string_view method, std::string_view target)
+{
+    const std::string_view id = f.signer.verify({method, target}, f.now);
+    const signed_url* u = reference(f, method, target);
+    CHECK(id.empty() == (u == nullptr), target);
+    if (u == nullptr)
+        return;
+    CHECK(id == std::string_view(u->path).substr(11), target);
+    CHECK(id.data() >= target.data() && id.data() + id.size() <= target.data() + target.size(), target);
+    CHECK(f.signer.verify({method, target}, at_ms(u->expires_ms)).empty(), target);
+    CHECK(f.stranger.verify({method, target}, f.now).empty(), target);
 }
 
 std::string_view next_part(std::string_view& rest)
@@ -149,53 +195,40 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::string_view parts[4] = {u.method, u.path, u.expires, u.signature};
         const unsigned which = (mode / f.urls.size()) % 4;
         parts[which] = in;
-        const ee::signed_url_parts p{parts[0], parts[1], parts[2], parts[3]};
-        const bool ok = f.signer.verify(p, f.now);
-        const bool same = which == 0 ? canonical(in) == canonical(u.method)
-                                     : in == std::string_view(which == 1   ? u.path
-                                                              : which == 2 ? u.expires
-                                                                           : u.signature);
-        CHECK(ok == same || (ok && was_signed(f, parts[0], parts[1], parts[2], parts[3])), in);
-        if (ok) {
-            CHECK(!f.signer.verify(p, at_ms(u.expires_ms)), in);
-            CHECK(!f.stranger.verify(p, f.now), in);
-        }
+        const std::string target = std::string(parts[1]) + "?expires=" + std::string(parts[2])
+                                   + "&signature=" + std::string(parts[3]);
+        check_request(f, parts[0], target);
         return 0;
     }
 
     if (mode < 0xc0) {
         std::string_view rest = in;
         const std::string_view method = next_part(rest);
-        const std::string_view path = next_part(rest);
-        const std::string_view expires = next_part(rest);
-        const std::string_view signature = rest;
-        const ee::signed_url_parts p{method, path, expires, signature};
-        const bool ok = f.signer.verify(p, f.now);
-        CHECK(ok == was_signed(f, method, path, expires, signature), in);
+        check_request(f, method, rest);
         // At the end of time, nothing is valid.
-        CHECK(!f.signer.verify(p, at_ms(INT64_MAX)), in);
+        CHECK(f.signer.verify({method, rest}, at_ms(INT64_MAX)).empty(), in);
         return 0;
     }
 
     std::string_view rest = in;
-    const std::string_view method = next_part(rest);
-    const std::string_view path = next_part(rest);
+    const std::string_view id = next_part(rest);
     std::int64_t ms = 0;
     if (!rest.empty())
         std::memcpy(&ms, rest.data(), std::min<std::size_t>(rest.size(), sizeof ms));
     std::string url;
     try {
-        url = f.signer.sign(method, path, at_ms(ms));
+        url = f.signer.sign(object(id), at_ms(ms));
     } catch (const std::invalid_argument&) {
         return 0;
     }
-    const signed_url u = split(url, method, path, ms);
-    const ee::signed_url_parts p{u.method, u.path, u.expires, u.signature};
-    if (ms > 0)
-        CHECK(f.signer.verify(p, at_ms(ms - 1)), url);
-    CHECK(!f.signer.verify(p, at_ms(ms)), url);
-    const std::string other = canonical(method) == "GET" ? "PUT" : "GET";
-    CHECK(!f.signer.verify({other, u.path, u.expires, u.signature}, at_ms(ms - 1)), url);
-    CHECK(!f.stranger.verify(p, at_ms(ms - 1)), url);
+    const signed_url u = split(url, "GET", id, ms);
+    const std::string t = u.target();
+    if (ms > 0) {
+        CHECK(f.signer.verify({"GET", t}, at_ms(ms - 1)) == id, url);
+        CHECK(f.signer.verify({"HEAD", t}, at_ms(ms - 1)) == id, url);
+    }
+    CHECK(f.signer.verify({"GET", t}, at_ms(ms)).empty(), url);
+    CHECK(f.signer.verify({"PUT", t}, at_ms(ms - 1)).empty(), url);
+    CHECK(f.stranger.verify({"GET", t}, at_ms(ms - 1)).empty(), url);
     return 0;
 }

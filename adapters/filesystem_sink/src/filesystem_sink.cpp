@@ -147,7 +147,7 @@ public:
 
     void finish(boost::system::error_code& ec) override
     {
-        if (state_ == state::failed)
+        if (state_ == state::failed || state_ == state::aborted)
             ec = errc::stream_closed;
         else
             ec = {};
@@ -226,8 +226,24 @@ public:
         return out;
     }
 
+    void abort(boost::system::error_code& ec) override
+    {
+        ec = {};
+        if (state_ == state::published || state_ == state::aborted)
+            return;
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+        // A failed writer has unlinked its temporary already; ENOENT is fine.
+        if (::unlink(temp_path_.c_str()) != 0 && errno != ENOENT)
+            ec = errno_code(errno);
+        unlock();
+        state_ = state::aborted;
+    }
+
 private:
-    enum class state { open, published, failed };
+    enum class state { open, published, failed, aborted };
     /// buffered: through the page cache, direct I/O still to come;
     /// buffered_only: through the page cache to the end (direct I/O off or
     /// refused); direct: staging whole blocks for O_DIRECT.
@@ -369,6 +385,81 @@ private:
     mode mode_;
     std::unique_ptr<char, free_deleter> stage_; // direct_align-aligned, stage_size bytes
     std::size_t staged_ = 0;
+};
+
+/// Opens the regular file `path` read-only (O_NOFOLLOW: a symlink planted
+/// under a key is ELOOP) and sets `size`; -1 and `ec` on failure
+/// (errc::not_found when missing or not a regular file).
+int open_regular(const std::string& path, std::uint64_t& size, boost::system::error_code& ec)
+{
+    size = 0;
+    // O_NONBLOCK so that a FIFO planted under a key cannot block the caller
+    // in open(2); it is cleared again below for the regular file we return.
+    int fd;
+    do {
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        ec = errno == ENOENT ? boost::system::error_code(errc::not_found) : errno_code(errno);
+        return -1;
+    }
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) {
+        ec = errno_code(errno);
+        ::close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        ec = errc::not_found;
+        return -1;
+    }
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        ec = errno_code(errno);
+        ::close(fd);
+        return -1;
+    }
+    size = static_cast<std::uint64_t>(st.st_size);
+    ec = {};
+    return fd;
+}
+
+/// A published file opened by its key: pread(2) on the descriptor.
+class filesystem_reader final : public object_reader {
+public:
+    filesystem_reader(int fd, std::uint64_t object_size, std::uint64_t offset, std::uint64_t size) noexcept
+        : object_reader(object_size, offset, size), fd_(fd)
+    {
+    }
+    ~filesystem_reader() override { ::close(fd_); }
+
+    std::size_t read_at(std::uint64_t position, char* data, std::size_t size,
+                        boost::system::error_code& ec) override
+    {
+        ec = {};
+        if (position >= this->size())
+            return 0;
+        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size, this->size() - position));
+        std::size_t done = 0;
+        while (done < want) {
+            const ::ssize_t n = ::pread(fd_, data + done, want - done,
+                                        static_cast<off_t>(offset() + position + done));
+            if (n > 0) {
+                done += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            // 0: the file is shorter than when it was opened.
+            ec = n < 0 ? errno_code(errno) : boost::system::error_code(errc::sink_failed);
+            break;
+        }
+        return done;
+    }
+
+private:
+    int fd_;
 };
 
 } // namespace
@@ -561,45 +652,31 @@ std::size_t filesystem_sink::remove_stale_temporaries(std::chrono::seconds min_a
     return removed;
 }
 
-int filesystem_sink::open_published(std::string_view key, std::int64_t& size,
-                                    boost::system::error_code& ec) const
+std::unique_ptr<object_reader> filesystem_sink::open_read(std::string_view key, read_range range,
+                                                          boost::system::error_code& ec) const
 {
-    size = 0;
     if (!is_valid_key(key)) {
         ec = errc::invalid_request;
-        return -1;
+        return nullptr;
     }
-    const std::string path = join(directory_, key);
-    // O_NONBLOCK so that a FIFO planted under a key cannot block the caller
-    // in open(2); it is cleared again below for the regular file we return.
-    int fd;
-    do {
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        ec = errno == ENOENT ? boost::system::error_code(errc::not_found) : errno_code(errno);
-        return -1;
-    }
-    struct ::stat st {};
-    if (::fstat(fd, &st) != 0) {
-        ec = errno_code(errno);
+    std::uint64_t size = 0;
+    const int fd = open_regular(join(directory_, key), size, ec);
+    if (fd < 0)
+        return nullptr;
+    if (range.offset > size || (range.length != read_range::to_end && range.length > size - range.offset)) {
         ::close(fd);
-        return -1;
+        ec = boost::system::errc::make_error_code(boost::system::errc::result_out_of_range);
+        return nullptr;
     }
-    if (!S_ISREG(st.st_mode)) {
+    const std::uint64_t length = range.length == read_range::to_end ? size - range.offset : range.length;
+    try {
+        auto reader = std::make_unique<filesystem_reader>(fd, size, range.offset, length);
+        ec = {};
+        return reader;
+    } catch (...) {
         ::close(fd);
-        ec = errc::not_found;
-        return -1;
+        throw;
     }
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        ec = errno_code(errno);
-        ::close(fd);
-        return -1;
-    }
-    size = static_cast<std::int64_t>(st.st_size);
-    ec = {};
-    return fd;
 }
 
 } // namespace exportengine::adapters

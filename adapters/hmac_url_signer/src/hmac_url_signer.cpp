@@ -20,47 +20,59 @@ namespace {
 
 constexpr std::size_t digest_size = 32;                      // SHA-256
 constexpr std::size_t signature_size = (digest_size * 4 + 2) / 3; // 43 base64url chars
-constexpr std::size_t max_method_size = 16;
 constexpr std::size_t max_expires_digits = 15;
 constexpr std::int64_t max_expires = 999'999'999'999'999; // 15 digits: year ~33658
 constexpr std::size_t max_message_size =
-    max_method_size + 1 + hmac_url_signer::max_path_size + 1 + max_expires_digits;
+    4 + hmac_url_signer::max_path_size + 1 + max_expires_digits;
 constexpr std::size_t max_key_file_size = 4096;
 
-bool valid_method(std::string_view method) noexcept
+constexpr std::string_view route = "/downloads/";
+
+/// An export id as it goes into the route: 1 or more of
+/// [A-Za-z0-9._~-] (unreserved, so never percent-encoded), not "." or "..",
+/// the whole path at most max_path_size bytes.
+bool valid_export_id(std::string_view id) noexcept
 {
-    if (method.empty() || method.size() > max_method_size)
+    if (id.empty() || route.size() + id.size() > hmac_url_signer::max_path_size || id == "." || id == "..")
         return false;
-    for (const char c : method)
-        if (c < 'A' || c > 'Z')
+    for (const char c : id) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+                        || c == '_' || c == '~' || c == '-';
+        if (!ok)
             return false;
+    }
     return true;
 }
 
-/// HEAD is answered like GET, so it is signed and verified as GET.
-std::string_view canonical_method(std::string_view method) noexcept
+/// The `expires` and `signature` values of `query` (no '?'), each exactly
+/// once; other parameters are ignored. False otherwise.
+bool parse_query(std::string_view query, std::string_view& expires, std::string_view& signature) noexcept
 {
-    return method == "HEAD" ? std::string_view("GET") : method;
+    int seen_expires = 0, seen_signature = 0;
+    while (!query.empty()) {
+        const std::size_t amp = query.find('&');
+        const std::string_view item = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const std::size_t eq = item.find('=');
+        const std::string_view name = item.substr(0, eq);
+        const std::string_view value = eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
+        if (name == "expires") {
+            expires = value;
+            ++seen_expires;
+        } else if (name == "signature") {
+            signature = value;
+            ++seen_signature;
+        }
+    }
+    return seen_expires == 1 && seen_signature == 1;
 }
 
-bool valid_path(std::string_view path) noexcept
-{
-    if (path.empty() || path.front() != '/' || path.size() > hmac_url_signer::max_path_size)
-        return false;
-    for (const char c : path)
-        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#')
-            return false;
-    return true;
-}
-
-/// METHOD "\n" path "\n" expires into `out` (max_message_size bytes); the
+/// "GET\n" route id "\n" expires into `out` (max_message_size bytes); the
 /// parts are validated, so no part can contain the separator.
-std::size_t build_message(char* out, std::string_view method, std::string_view path,
-                          std::string_view expires) noexcept
+std::size_t build_message(char* out, std::string_view id, std::string_view expires) noexcept
 {
     std::size_t n = 0;
-    for (const std::string_view part : {method, std::string_view("\n"), path,
-                                        std::string_view("\n"), expires}) {
+    for (const std::string_view part : {std::string_view("GET\n"), route, id, std::string_view("\n"), expires}) {
         part.copy(out + n, part.size());
         n += part.size();
     }
@@ -277,15 +289,13 @@ hmac_url_signer hmac_url_signer::from_key_file(const std::string& path,
     return hmac_url_signer(std::move(key), std::move(options));
 }
 
-std::string hmac_url_signer::sign(std::string_view method, std::string_view path,
-                                  timestamp expires) const
+std::string hmac_url_signer::sign(const download_object& object, timestamp expires) const
 {
-    if (!valid_method(method))
-        throw std::invalid_argument("hmac_url_signer::sign: the method must be 1 to 16 upper-case letters");
-    if (!valid_path(path))
+    const std::string_view id = object.export_id;
+    if (!valid_export_id(id))
         throw std::invalid_argument(
-            "hmac_url_signer::sign: the path must start with '/' and hold at most 2048 "
-            "printable ASCII characters, without '?' or '#'");
+            "hmac_url_signer::sign: the export id must be 1 or more of [A-Za-z0-9._~-] (not \".\" or "
+            "\"..\"), the path at most 2048 bytes");
     if (keys_.empty())
         throw std::logic_error("hmac_url_signer::sign: used after being moved from");
     const std::int64_t ms = expires.time_since_epoch().count();
@@ -294,15 +304,16 @@ std::string hmac_url_signer::sign(std::string_view method, std::string_view path
     const std::string expires_text = std::to_string(ms);
 
     char message[max_message_size];
-    const std::size_t size = build_message(message, canonical_method(method), path, expires_text);
+    const std::size_t size = build_message(message, id, expires_text);
     char signature[signature_size];
     if (!compute_signature(keys_.front(), message, size, signature))
         throw std::runtime_error("hmac_url_signer::sign: HMAC-SHA256 failed");
 
     std::string url;
-    url.reserve(base_url_.size() + path.size() + 30 + expires_text.size() + signature_size);
+    url.reserve(base_url_.size() + route.size() + id.size() + 30 + expires_text.size() + signature_size);
     url.append(base_url_)
-        .append(path)
+        .append(route)
+        .append(id)
         .append("?expires=")
         .append(expires_text)
         .append("&signature=")
@@ -310,34 +321,46 @@ std::string hmac_url_signer::sign(std::string_view method, std::string_view path
     return url;
 }
 
-bool hmac_url_signer::verify(const signed_url_parts& url, timestamp now) const noexcept
+std::string_view hmac_url_signer::verify(const signed_request& request, timestamp now) const noexcept
 {
-    if (!valid_method(url.method) || !valid_path(url.path))
-        return false;
-    if (url.expires.empty() || url.expires.size() > max_expires_digits)
-        return false;
+    if (request.method != "GET" && request.method != "HEAD")
+        return {};
+    const std::string_view target = request.target;
+    const std::size_t qmark = target.find('?');
+    if (qmark == std::string_view::npos)
+        return {};
+    const std::string_view path = target.substr(0, qmark);
+    if (!path.starts_with(route))
+        return {};
+    const std::string_view id = path.substr(route.size());
+    if (!valid_export_id(id))
+        return {};
+    std::string_view expires_text, signature;
+    if (!parse_query(target.substr(qmark + 1), expires_text, signature))
+        return {};
+    if (expires_text.empty() || expires_text.size() > max_expires_digits)
+        return {};
     std::int64_t expires = 0;
-    for (const char c : url.expires) {
+    for (const char c : expires_text) {
         if (c < '0' || c > '9')
-            return false;
+            return {};
         expires = expires * 10 + (c - '0');
     }
     if (now.time_since_epoch().count() >= expires)
-        return false;
-    if (url.signature.size() != signature_size)
-        return false;
+        return {};
+    if (signature.size() != signature_size)
+        return {};
 
     char message[max_message_size];
-    const std::size_t size =
-        build_message(message, canonical_method(url.method), url.path, url.expires);
+    const std::size_t size = build_message(message, id, expires_text);
     for (const std::string& key : keys_) {
         char expected[signature_size];
         if (!compute_signature(key, message, size, expected))
-            return false;
-        if (CRYPTO_memcmp(expected, url.signature.data(), signature_size) == 0)
-            return true;
+            return {};
+        if (CRYPTO_memcmp(expected, signature.data(), signature_size) == 0)
+            return id;
     }
-    return false;
+    return {};
 }
 
 void generate_key_file(const std::string& path)

@@ -102,9 +102,10 @@ struct get_url_call {
     std::string export_id{};
 };
 struct download_call {
-    std::string path{};
-    std::string expires{};
-    std::string signature{};
+    /// "GET" or "HEAD".
+    std::string method{};
+    /// Path and query as received, for the url_signer to verify.
+    std::string target{};
 };
 
 /// What http_api does with a request: answer at once (an error), or call the

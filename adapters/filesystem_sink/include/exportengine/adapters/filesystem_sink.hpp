@@ -18,7 +18,7 @@
 // (errc::invalid_request for a bad key, errc::stream_closed, errc::not_found).
 //
 // Thread safety: a filesystem_sink is immutable after construction and may be
-// used from any number of threads at once (create, remove, open_published).
+// used from any number of threads at once (create, remove, open_read).
 // Each sink_writer it returns is used by one thread at a time; different
 // writers are independent.
 #pragma once
@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -95,7 +96,9 @@ public:
     /// every later write()/publish() with errc::stream_closed. publish()
     /// returns {key, size, sha256} or sets `ec` (the errno of the step that
     /// failed) with the temporary file deleted and nothing under `key`.
-    /// Destroying an unpublished writer deletes its temporary file.
+    /// abort() closes and deletes the temporary file (its unlink(2) errno in
+    /// `ec`, ENOENT excepted). Destroying a writer neither published nor
+    /// aborted deletes its temporary file too, silently (a fallback).
     std::unique_ptr<sink_writer> create(std::string_view key,
                                         boost::system::error_code& ec) override;
 
@@ -118,14 +121,27 @@ public:
     std::size_t remove_stale_temporaries(std::chrono::seconds min_age,
                                          boost::system::error_code& ec) override;
 
-    /// Opens the published file `key` for reading, for the download route:
-    /// returns a descriptor (O_RDONLY | O_CLOEXEC | O_NOFOLLOW; the caller
-    /// closes it) and sets `size` to the file's size in bytes.
-    /// On failure returns -1 and sets `ec`: errc::invalid_request for a bad
-    /// key (nothing touched), errc::not_found when there is no such file (or
-    /// it is not a regular file), otherwise the errno (ELOOP for a symlink).
-    [[nodiscard]] int open_published(std::string_view key, std::int64_t& size,
-                                     boost::system::error_code& ec) const;
+    /// The filesystem sink serves its own bytes: no direct URL (the engine
+    /// signs one for the transport's route with its url_signer).
+    std::optional<std::string> download_url(const download_object& object, timestamp expires,
+                                            boost::system::error_code& ec) const override
+    {
+        (void)object;
+        (void)expires;
+        ec = {};
+        return std::nullopt;
+    }
+
+    /// Opens `range` of the published file `key`: the file is opened by its
+    /// key (O_RDONLY | O_CLOEXEC | O_NOFOLLOW), never by a path from a
+    /// request, and read with pread(2) on that descriptor, so removing or
+    /// replacing the file meanwhile does not change what the reader returns.
+    /// Errors: errc::invalid_request for a bad key (nothing touched),
+    /// errc::not_found when there is no such file (or it is not a regular
+    /// file), boost::system::errc::result_out_of_range for a range outside
+    /// the file, otherwise the errno (ELOOP for a symlink).
+    std::unique_ptr<object_reader> open_read(std::string_view key, read_range range,
+                                             boost::system::error_code& ec) const override;
 
     /// The absolute path of the directory.
     [[nodiscard]] const std::string& directory() const noexcept { return directory_; }

@@ -1,14 +1,22 @@
 // exportengine/adapters/hmac_url_signer.hpp — the default url_signer:
-// HMAC-SHA256 over the method, the path and the expiry.
+// HMAC-SHA256 over the export id's route and the expiry.
 //
-// A URL looks like
+// It owns the route `/downloads/<exportId>`. A URL looks like
 //
-//   <base_url><path>?expires=<unix epoch milliseconds>&signature=<sig>
+//   <base_url>/downloads/<exportId>?expires=<unix epoch milliseconds>&signature=<sig>
 //
 // where <sig> is the unpadded base64url (RFC 4648 §5) encoding of
-// HMAC-SHA256(key, METHOD "\n" path "\n" expires), expires written in decimal
-// exactly as it appears in the URL. HEAD is signed and verified as GET, so a
-// URL signed for GET also answers HEAD.
+// HMAC-SHA256(key, "GET" "\n" "/downloads/<exportId>" "\n" expires), expires
+// written in decimal exactly as it appears in the URL. HEAD is verified as
+// GET, so a URL answers both.
+//
+// What is bound: the export id and the expiry — not the object key, the
+// filename or the content type. The engine looks the export up after
+// verify() and serves only an export available for download at that moment,
+// with the key recorded then, so a deleted or expired export's URL is refused
+// (403) without a second lookup; a URL signed before a regeneration serves
+// the regenerated file. (These are the same bytes the signer signed before
+// it took download_object, so URLs issued before an upgrade keep verifying.)
 //
 // Key rotation: a signer signs with its current key and verifies with the
 // current key and then each of `previous_keys`, so URLs issued before a
@@ -45,7 +53,8 @@ class hmac_url_signer final : public url_signer {
 public:
     /// The minimum key size in bytes (the size of an HMAC-SHA256 output).
     static constexpr std::size_t min_key_size = 32;
-    /// The longest path sign() accepts and verify() considers.
+    /// The longest path (`/downloads/<exportId>`) sign() accepts and verify()
+    /// considers.
     static constexpr std::size_t max_path_size = 2048;
 
     /// Signs with `key` (raw bytes). Throws std::invalid_argument when `key`
@@ -70,23 +79,22 @@ public:
     /// or assigned to.
     ~hmac_url_signer() override;
 
-    /// The URL that lets anyone use `method` on `path` until `expires`
-    /// (exclusive). `method` is 1 to 16 upper-case letters ("GET"; "HEAD" is
-    /// signed as "GET"); `path` starts with '/', holds at most max_path_size
-    /// printable ASCII characters and no '?' or '#' (it goes into the URL as
-    /// given: percent-encode it beforehand if it needs to be); `expires` is
-    /// not before 1970. Throws std::invalid_argument otherwise.
-    [[nodiscard]] std::string sign(std::string_view method, std::string_view path,
-                                   timestamp expires) const override;
+    /// `<base_url>/downloads/<object.export_id>?expires=<ms>&signature=<sig>`:
+    /// lets anyone GET or HEAD the export until `expires` (exclusive). Only
+    /// the export id and the expiry are used. The id is 1 or more of
+    /// [A-Za-z0-9._~-], not "." or "..", the path at most max_path_size
+    /// bytes; `expires` is not before 1970. Throws std::invalid_argument
+    /// otherwise.
+    [[nodiscard]] std::string sign(const download_object& object, timestamp expires) const override;
 
-    /// True when `url` carries a valid signature by the current key or one of
-    /// the previous keys and `now` is before its expiry. `url.path` must be
-    /// the path exactly as it appeared in the URL (not percent-decoded).
-    /// Anything malformed (an `expires` that is not 1 to 15 digits, a
-    /// signature of the wrong length, a path without a leading '/' or with a
-    /// query) is simply false. Compares signatures in constant time; does not
-    /// allocate; never throws.
-    [[nodiscard]] bool verify(const signed_url_parts& url, timestamp now) const noexcept override;
+    /// The export id granted by `request`: a GET or HEAD of
+    /// `/downloads/<id>?...` (the target as received, not percent-decoded,
+    /// without the base URL) whose query holds `expires` (1 to 15 digits,
+    /// after `now`) and `signature` exactly once each (other parameters are
+    /// ignored), the signature by the current key or one of the previous
+    /// keys. Anything else is an empty view. Compares signatures in constant
+    /// time; does not allocate; never throws.
+    [[nodiscard]] std::string_view verify(const signed_request& request, timestamp now) const noexcept override;
 
     /// The base URL, without a trailing '/'.
     [[nodiscard]] const std::string& base_url() const noexcept { return base_url_; }
