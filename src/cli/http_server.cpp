@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <charconv>
 #include <iterator>
 #include <set>
@@ -358,6 +359,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         // read fails (buffer_overflow): a 400.
         beast::flat_buffer buffer(opt.max_header_size + read_buffer_slack);
         bool first = true;
+        bool unread_input = false; // a refused body may still be arriving
         for (;;) {
             http::request_parser<http::string_body> parser;
             parser.header_limit(static_cast<std::uint32_t>(opt.max_header_size));
@@ -403,6 +405,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                     // as it reads the header.
                     const auto& req = parser.get();
                     const auto r = too_large();
+                    unread_input = true;
                     co_await send(*c, r, req.version(), false, req.method() == http::verb::head);
                     access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                 } else if (!peer_gone(ec)) {
@@ -426,6 +429,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
             }
             if (const auto len = parser.content_length(); len && *len > opt.max_body_size) {
                 const auto r = too_large();
+                unread_input = true;
                 co_await send(*c, r, req.version(), false, head);
                 access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                 break;
@@ -444,6 +448,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                 (void)bn;
                 if (bec == http::error::body_limit) {
                     const auto r = too_large();
+                    unread_input = true;
                     co_await send(*c, r, req.version(), false, head);
                     access_log(*c, req.method_string(), req.target(), 413, r.body.size(), start);
                     break;
@@ -486,6 +491,22 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         }
         error_code ignored;
         c->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        if (unread_input) {
+            // A lingering close: the client may still be sending the body we
+            // refused. Closing with its bytes unread would make the kernel
+            // answer with a reset, and the client could lose our 413 before
+            // reading it. Read and discard until it stops (bounded in time
+            // and bytes), then close.
+            c->stream.expires_after(std::chrono::seconds{2});
+            std::size_t drained = 0;
+            std::array<char, 16 * 1024> sink_buf;
+            while (drained < 8 * 1024 * 1024) {
+                auto [rec, n] = co_await c->stream.async_read_some(asio::buffer(sink_buf), tuple_awaitable);
+                if (rec)
+                    break;
+                drained += n;
+            }
+        }
         c->stream.close();
     }
 
