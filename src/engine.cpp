@@ -1,8 +1,7 @@
 #include <exportengine/engine.hpp>
 
-#include <exportengine/csv_writer.hpp>
 #include <exportengine/detail/request_hash.hpp>
-#include <exportengine/write_behind_sink.hpp>
+#include <exportengine/run_export.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -698,49 +697,24 @@ struct engine::impl {
                 error_code rec;
                 sink.remove(file_key(job, job.lease.token - 1), rec);
             }
-            source_error serr;
-            std::unique_ptr<row_cursor> cursor = source.open(job, serr);
-            if (serr || !cursor)
-                return {.ec = serr.code ? serr.code : make_error_code(errc::source_io),
-                        .detail = serr.detail};
-
             error_code ec;
             const std::string key = file_key(job);
             std::unique_ptr<sink_writer> file = sink.create(key, ec);
             if (ec || !file)
                 return {.ec = ec ? ec : make_error_code(errc::sink_failed), .detail = "creating " + key};
 
-            // source -> CSV -> (gzip) -> write-behind -> file: the file's
-            // write(2) and checksum run on the write-behind thread while this
-            // one reads and formats the next rows.
-            write_behind_sink behind(*file, {.buffer_size = opt.csv_buffer_size});
-            std::optional<gzip_sink> gz;
-            if (job.request.format.compression == compression_kind::gzip)
-                gz.emplace(behind, opt.gzip);
-            byte_sink& out = gz ? static_cast<byte_sink&>(*gz) : behind;
-
-            csv_writer csv(source.columns(job.request.type), out,
-                           {.delimiter = job.request.format.delimiter,
-                            .bom = job.request.format.bom,
-                            .buffer_size = opt.csv_buffer_size});
-            csv.write_header();
-            std::int64_t rows = 0;
-            for (;;) {
-                if (c.stop)
-                    return {.cancelled = true, .rows = rows};
-                const std::size_t n = cursor->next_batch(csv, opt.batch_rows, serr);
-                rows += static_cast<std::int64_t>(n);
-                c.rows.store(rows, std::memory_order_relaxed);
-                if (serr)
-                    return {.ec = serr.code, .detail = serr.detail, .rows = rows};
-                if (csv.error())
-                    return {.ec = csv.error(), .detail = "writing " + key, .rows = rows};
-                if (n == 0)
-                    break;
-            }
-            csv.finish(ec);
-            if (ec)
-                return {.ec = ec, .detail = "finishing " + key, .rows = rows};
+            // source -> CSV -> (gzip) -> write-behind -> file (run_export.hpp).
+            const run_export_result r = run_export(job, source, *file,
+                                                   {.readers = opt.readers,
+                                                    .batch_rows = opt.batch_rows,
+                                                    .buffer_size = opt.csv_buffer_size,
+                                                    .gzip = opt.gzip},
+                                                   {.rows = &c.rows, .stop = &c.stop});
+            const std::int64_t rows = r.rows;
+            if (r.cancelled)
+                return {.cancelled = true, .rows = rows};
+            if (r.ec)
+                return {.ec = r.ec, .detail = r.detail + " (" + key + ")", .rows = rows};
             if (c.lost || c.abandon)
                 return {.cancelled = true, .rows = rows};
             published_file pub = file->publish(ec);

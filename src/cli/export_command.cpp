@@ -163,8 +163,7 @@ int export_command(const std::vector<std::string>& argv)
     // --mmap: SQLite reads the file through mmap(2) (less system time; the
     // mapped file counts in RSS). See sqlite_data_source_options::mmap_size.
     adapters::sqlite_data_source data(
-        *source, {.parallel_readers = readers,
-                  .mmap_size = a.flag("mmap") ? std::int64_t{1} << 40 : std::int64_t{0}});
+        *source, {.mmap_size = a.flag("mmap") ? std::int64_t{1} << 40 : std::int64_t{0}});
     system_clock clock;
     boost::asio::io_context host;
     auto work = boost::asio::make_work_guard(host);
@@ -176,7 +175,7 @@ int export_command(const std::vector<std::string>& argv)
     std::string my_id;
     std::mutex mu;
     engine eng(host.get_executor(), store, data, files, signer, clock,
-               {.max_concurrent_jobs = 1, .heartbeat_interval = std::chrono::seconds{1}},
+               {.max_concurrent_jobs = 1, .heartbeat_interval = std::chrono::seconds{1}, .readers = readers},
                {.on_state_change =
                     [&](const export_job& j) {
                         std::lock_guard lk(mu);
