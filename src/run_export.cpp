@@ -215,7 +215,10 @@ private:
 class many_lanes {
 public:
     many_lanes(export_plan& plan, schema columns, const csv_options& file_options, const run_export_options& opt)
-        : plan_(plan), columns_(columns), batch_rows_(std::max<std::size_t>(opt.batch_rows, 1)),
+        : plan_(plan), columns_(columns),
+          // A lane fills and formats its batch on one thread: a small batch
+          // stays in the core's cache between the two.
+          batch_rows_(std::clamp<std::size_t>(opt.batch_rows, 1, 256)),
           chunk_bytes_(std::max<std::size_t>(opt.chunk_bytes, 4096)),
           queue_entries_(std::max<std::size_t>(opt.chunk_queue, 1)), lanes_(plan.lanes())
     {

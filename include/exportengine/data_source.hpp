@@ -67,6 +67,53 @@ struct source_error {
 // ---------------------------------------------------------------------------
 // Row batches.
 
+namespace detail {
+
+/// memcpy for the short values of a row, inline: fixed-size moves that
+/// overlap rather than a library call per field (never reads or writes
+/// outside [src, src + n) and [dst, dst + n)).
+inline void copy_value(char* dst, const char* src, std::size_t n) noexcept
+{
+    if (n >= 16) {
+        if (n > 64) {
+            std::memcpy(dst, src, n);
+            return;
+        }
+        std::size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            char t[16];
+            std::memcpy(t, src + i, 16);
+            std::memcpy(dst + i, t, 16);
+        }
+        if (i < n) {
+            char t[16];
+            std::memcpy(t, src + n - 16, 16);
+            std::memcpy(dst + n - 16, t, 16);
+        }
+        return;
+    }
+    if (n >= 8) {
+        std::uint64_t a, b;
+        std::memcpy(&a, src, 8);
+        std::memcpy(&b, src + n - 8, 8);
+        std::memcpy(dst, &a, 8);
+        std::memcpy(dst + n - 8, &b, 8);
+        return;
+    }
+    if (n >= 4) {
+        std::uint32_t a, b;
+        std::memcpy(&a, src, 4);
+        std::memcpy(&b, src + n - 4, 4);
+        std::memcpy(dst, &a, 4);
+        std::memcpy(dst + n - 4, &b, 4);
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i)
+        dst[i] = src[i];
+}
+
+} // namespace detail
+
 /// What one cell of a row_batch holds.
 enum class value_kind : std::uint8_t { null, integer, timestamp, text };
 
@@ -137,7 +184,7 @@ public:
         const std::size_t n = v.size();
         if (arena_size_ + n > arena_capacity_) [[unlikely]]
             grow(n);
-        std::memcpy(arena_.get() + arena_size_, v.data(), n);
+        detail::copy_value(arena_.get() + arena_size_, v.data(), n);
         next_->value = static_cast<std::int64_t>(arena_size_);
         next_->size = static_cast<std::uint32_t>(n);
         (next_++)->kind = value_kind::text;
