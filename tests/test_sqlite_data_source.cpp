@@ -1,6 +1,7 @@
 // The SQLite data source on real files: SPEC §7's schema built here, every
 // export written through a real csv_writer and compared byte for byte.
 #include <exportengine/adapters/sqlite_data_source.hpp>
+#include <exportengine/run_export.hpp>
 
 #include "support/engine_fixture.hpp"
 #include "support/temp_dir.hpp"
@@ -176,29 +177,71 @@ struct export_result {
     std::uint64_t rows = 0;
 };
 
-/// Runs an export through a real csv_writer, `batch` rows at a time.
-export_result run_export(data_source& src, const export_job& job, std::size_t batch = 2)
+/// Runs an export through run_export into a string, `batch` rows per
+/// source call, on up to `readers` lanes.
+export_result export_csv(data_source& src, const export_job& job, std::size_t batch = 2, std::size_t readers = 1)
 {
     export_result r;
     string_byte_sink sink;
-    csv_writer w{src.columns(job.request.type), sink};
-    w.write_header();
-    auto cur = src.open(job, r.err);
-    if (!cur)
-        return r;
-    while (cur->next_batch(w, batch, r.err) != 0 && !r.err) {
-    }
-    boost::system::error_code ec;
-    w.finish(ec);
-    REQUIRE_FALSE(ec);
-    r.rows = w.rows();
+    const run_export_result x =
+        run_export(job, src, sink, {.readers = readers, .batch_rows = batch, .write_behind = false});
+    r.err = {x.ec, x.detail};
+    r.rows = static_cast<std::uint64_t>(x.rows);
     r.csv = sink.str();
     return r;
 }
 
+/// A plan read by hand on lane 0, slice after slice, up to `max_rows` rows a
+/// call: for tests that write to the database between batches.
+class plan_cursor {
+public:
+    explicit plan_cursor(std::unique_ptr<export_plan> p) : plan_(std::move(p)) {}
+
+    std::size_t next_batch(csv_writer& w, std::size_t max_rows, source_error& err)
+    {
+        if (batch_.capacity() != max_rows)
+            batch_.reset(w.columns().size(), max_rows);
+        for (;;) {
+            if (!cur_) {
+                slice s;
+                if (!plan_->next_slice(0, s, err))
+                    return 0;
+                cur_ = plan_->open(0, s, err);
+                if (!cur_)
+                    return 0;
+            }
+            batch_.clear();
+            const std::size_t n = cur_->fill(batch_, err);
+            format_rows(w, batch_);
+            if (n != 0 || err)
+                return n;
+            cur_.reset();
+        }
+    }
+
+    export_plan& plan() { return *plan_; }
+
+private:
+    std::unique_ptr<export_plan> plan_;
+    std::unique_ptr<row_cursor> cur_;
+    row_batch batch_;
+};
+
+std::unique_ptr<plan_cursor> open_cursor(data_source& src, const export_job& job, source_error& err,
+                                         std::size_t lanes = 1)
+{
+    auto p = src.plan(job, {.max_lanes = lanes}, err);
+    if (!p)
+        return nullptr;
+    return std::make_unique<plan_cursor>(std::move(p));
+}
+
+/// Lanes the helpers below ask run_export for (set by a test, reset after).
+std::size_t helper_readers = 1;
+
 std::string contacts_csv(data_source& src, std::int64_t account, contacts_filter f)
 {
-    auto r = run_export(src, job_for(account, contacts_request(std::move(f))));
+    auto r = export_csv(src, job_for(account, contacts_request(std::move(f))), 2, helper_readers);
     INFO(r.err.detail);
     REQUIRE_FALSE(r.err);
     return r.csv;
@@ -206,7 +249,7 @@ std::string contacts_csv(data_source& src, std::int64_t account, contacts_filter
 
 std::string reports_csv(data_source& src, std::int64_t account, delivery_reports_filter f)
 {
-    auto r = run_export(src, job_for(account, reports_request(std::move(f))));
+    auto r = export_csv(src, job_for(account, reports_request(std::move(f))), 2, helper_readers);
     INFO(r.err.detail);
     REQUIRE_FALSE(r.err);
     return r.csv;
@@ -220,8 +263,12 @@ timestamp at(std::int64_t ms_after_10h)
 }
 
 /// Checks every export of the fixture data (used with and without indexes).
-void check_all_exports(sqlite_data_source& src)
+void check_all_exports(sqlite_data_source& src, std::size_t readers = 1)
 {
+    helper_readers = readers;
+    struct reset {
+        ~reset() { helper_readers = 1; }
+    } reset_after;
     // Contacts: every contact of the account, by id.
     CHECK(contacts_csv(src, 1, {}) == expect(contacts_header, contact_rows, {1, 2, 5, 7}));
     // Lists of this account, each contact once; contact 3 (account 2) in
@@ -286,8 +333,8 @@ TEST_CASE("sqlite source: every filter, order, NULLs and the guard", "[sqlite_so
     CHECK(src.columns(export_type::delivery_reports).data() == delivery_reports_schema().data());
     check_all_exports(src);
     // Batch sizes do not change the file.
-    const auto one = run_export(src, job_for(1, contacts_request({})), 1);
-    const auto big = run_export(src, job_for(1, contacts_request({})), 1000);
+    const auto one = export_csv(src, job_for(1, contacts_request({})), 1);
+    const auto big = export_csv(src, job_for(1, contacts_request({})), 1000);
     CHECK(one.csv == big.csv);
     CHECK(big.rows == 4);
 }
@@ -419,7 +466,7 @@ TEST_CASE("sqlite source: 100,000 contact ids", "[sqlite_source]")
     REQUIRE(ids.size() == 100'000);
     REQUIRE(validate_request(contacts_request({.contact_ids = ids})).empty());
     sqlite_data_source src(db);
-    const auto r = run_export(src, job_for(1, contacts_request({.contact_ids = ids})), 4096);
+    const auto r = export_csv(src, job_for(1, contacts_request({.contact_ids = ids})), 4096);
     INFO(r.err.detail);
     REQUIRE_FALSE(r.err);
     CHECK(r.rows == 90'000);
@@ -442,7 +489,7 @@ TEST_CASE("sqlite source: a cursor reads one snapshot and never blocks the write
     csv_writer w{src.columns(export_type::contacts), sink};
     w.write_header();
     source_error err;
-    auto cur = src.open(job, err);
+    auto cur = open_cursor(src, job, err);
     REQUIRE(cur);
     REQUIRE_FALSE(err);
     CHECK(cur->next_batch(w, 2, err) == 2);
@@ -469,7 +516,7 @@ TEST_CASE("sqlite source: a cursor reads one snapshot and never blocks the write
     CHECK(sink.str() == expect(contacts_header, contact_rows, {1, 2, 5, 7}));
 
     // A new cursor sees the new data.
-    const auto after = run_export(src, job);
+    const auto after = export_csv(src, job);
     CHECK(after.rows == 5);
     CHECK(after.csv.find("Changed") != std::string::npos);
     CHECK(after.csv.find("\r\n100,") != std::string::npos);
@@ -484,7 +531,7 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
     {
         const std::string path = dir.file("missing.db");
         sqlite_data_source src(path);
-        const auto r = run_export(src, job_for(1, contacts_request({})));
+        const auto r = export_csv(src, job_for(1, contacts_request({})));
         CHECK(r.err.code == errc::source_io);
         CHECK(is_transient(r.err.code));
         CHECK(r.err.detail.find(path) != std::string::npos);
@@ -499,16 +546,16 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
                    " phone_number TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)");
         }
         sqlite_data_source src(path);
-        auto r = run_export(src, job_for(1, reports_request({.campaign_id = 1})));
+        auto r = export_csv(src, job_for(1, reports_request({.campaign_id = 1})));
         CHECK(r.err.code == errc::source_schema);
         CHECK_FALSE(is_transient(r.err.code));
         CHECK(r.err.detail.find("delivery_reports") != std::string::npos);
         CHECK(r.err.detail.find(path) != std::string::npos);
         // A missing column too (contacts lacks email and the names).
-        r = run_export(src, job_for(1, contacts_request({})));
+        r = export_csv(src, job_for(1, contacts_request({})));
         CHECK(r.err.code == errc::source_schema);
         // And list_members for a listIds export.
-        r = run_export(src, job_for(1, contacts_request({.list_ids = {1}})));
+        r = export_csv(src, job_for(1, contacts_request({.list_ids = {1}})));
         CHECK(r.err.code == errc::source_schema);
     }
     SECTION("a file that is not a database is corrupt")
@@ -516,7 +563,7 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
         const std::string path = dir.file("garbage.db");
         test::write_file(path, std::string(8192, 'x'));
         sqlite_data_source src(path);
-        const auto r = run_export(src, job_for(1, contacts_request({})));
+        const auto r = export_csv(src, job_for(1, contacts_request({})));
         CHECK(r.err.code == errc::source_corrupt);
         CHECK_FALSE(is_transient(r.err.code));
         CHECK(r.err.detail.find(path) != std::string::npos);
@@ -531,11 +578,11 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
         SQLite::Database locker(path, SQLite::OPEN_READWRITE);
         locker.exec("BEGIN EXCLUSIVE");
         sqlite_data_source src(path, {.busy_timeout = 10ms});
-        const auto r = run_export(src, job_for(1, contacts_request({})));
+        const auto r = export_csv(src, job_for(1, contacts_request({})));
         CHECK(r.err.code == errc::source_busy);
         CHECK(is_transient(r.err.code));
         locker.exec("ROLLBACK");
-        CHECK_FALSE(run_export(src, job_for(1, contacts_request({}))).err);
+        CHECK_FALSE(export_csv(src, job_for(1, contacts_request({}))).err);
     }
     SECTION("a type and filter that do not match fail, without throwing")
     {
@@ -544,10 +591,10 @@ TEST_CASE("sqlite source: errors map to the source codes and never throw", "[sql
         sqlite_data_source src(path);
         export_request r = contacts_request({});
         r.filter = delivery_reports_filter{.campaign_id = 1};
-        CHECK(run_export(src, job_for(1, r)).err.code == errc::source_schema);
+        CHECK(export_csv(src, job_for(1, r)).err.code == errc::source_schema);
         r = reports_request({});
         r.filter = contacts_filter{};
-        CHECK(run_export(src, job_for(1, r)).err.code == errc::source_schema);
+        CHECK(export_csv(src, job_for(1, r)).err.code == errc::source_schema);
     }
     SECTION("create_indexes throws std::system_error")
     {
@@ -700,13 +747,13 @@ TEST_CASE("sqlite source: parallel readers write the single reader's bytes", "[s
                                                                  .end = t0 - std::chrono::hours{1}}))},
     };
     for (const auto& [name, job] : jobs) {
-        const auto want = run_export(one, job, 8192);
+        const auto want = export_csv(one, job, 8192);
         REQUIRE_FALSE(want.err);
         for (std::size_t readers : {2, 3, 4}) {
             for (std::size_t slice : {1, 37, 500, 4096}) {
                 INFO(name << ", " << readers << " readers, slices of " << slice << " rows");
-                sqlite_data_source many(db, {.parallel_readers = readers, .parallel_slice_rows = slice});
-                const auto got = run_export(many, job, 8192);
+                sqlite_data_source many(db, {.parallel_slice_rows = slice});
+                const auto got = export_csv(many, job, 1024, readers);
                 INFO(got.err.detail);
                 REQUIRE_FALSE(got.err);
                 CHECK(got.rows == want.rows);
@@ -715,45 +762,57 @@ TEST_CASE("sqlite source: parallel readers write the single reader's bytes", "[s
         }
     }
     // Sanity: the shapes above are not trivially empty.
-    CHECK(run_export(one, jobs[0].second, 8192).rows > 10'000);
-    CHECK(run_export(one, jobs[6].second, 8192).rows > 1'000);
-    // Small batches: next_batch never returns more rows than asked for.
-    sqlite_data_source many(db, {.parallel_readers = 3});
-    string_byte_sink sink;
-    csv_writer w{many.columns(export_type::contacts), sink, {.delimiter = ';', .bom = true}};
-    w.write_header();
+    CHECK(export_csv(one, jobs[0].second, 8192).rows > 10'000);
+    CHECK(export_csv(one, jobs[6].second, 8192).rows > 1'000);
+    // The file's options (delimiter, BOM once) hold for rows formatted by
+    // the lanes; small batches change nothing.
+    export_job semi = jobs[0].second;
+    semi.request.format.delimiter = ';';
+    semi.request.format.bom = true;
+    const auto single = export_csv(one, semi, 1000);
+    REQUIRE_FALSE(single.err);
+    CHECK(single.csv.rfind("\xEF\xBB\xBFid;", 0) == 0);
+    for (std::size_t batch : {1, 5, 4096}) {
+        const auto got = export_csv(one, semi, batch, 3);
+        REQUIRE_FALSE(got.err);
+        CHECK(got.csv == single.csv);
+    }
+    // A plan for several lanes says so, and that they share one snapshot.
     source_error err;
-    auto cur = many.open(jobs[0].second, err);
-    REQUIRE(cur);
-    std::size_t n = 0;
-    std::uint64_t total = 0;
-    while ((n = cur->next_batch(w, 5, err)) != 0) {
-        REQUIRE(n <= 5);
-        total += n;
-    }
-    REQUIRE_FALSE(err);
-    boost::system::error_code ec;
-    w.finish(ec);
-    CHECK(total == run_export(one, jobs[0].second).rows);
-    // The writer's options (delimiter, BOM once) hold for rows formatted elsewhere.
-    string_byte_sink sink1;
-    csv_writer w1{one.columns(export_type::contacts), sink1, {.delimiter = ';', .bom = true}};
-    w1.write_header();
-    auto cur1 = one.open(jobs[0].second, err);
-    while (cur1->next_batch(w1, 1000, err) != 0) {
-    }
-    w1.finish(ec);
-    CHECK(sink.str() == sink1.str());
+    auto plan = one.plan(jobs[0].second, {.max_lanes = 3}, err);
+    REQUIRE(plan);
+    CHECK(plan->lanes() == 3);
+    CHECK(plan->consistency() == plan_consistency::shared_snapshot);
+    // An export driven by its ids is one slice on one lane.
+    plan = one.plan(jobs[2].second, {.max_lanes = 3}, err);
+    REQUIRE(plan);
+    CHECK(plan->lanes() == 1);
+    CHECK(plan->consistency() == plan_consistency::single_reader);
 }
 
-TEST_CASE("sqlite source: one reader writes the same bytes with and without read-ahead", "[sqlite_source]")
+/// A sink that asks run_export to stop at its first write.
+class stopping_sink final : public byte_sink {
+public:
+    explicit stopping_sink(std::atomic<bool>& stop) : stop_(stop) {}
+    std::size_t write(const char*, std::size_t size, boost::system::error_code& ec) override
+    {
+        stop_ = true;
+        ec = {};
+        return size;
+    }
+
+private:
+    std::atomic<bool>& stop_;
+};
+
+TEST_CASE("sqlite source: one reader writes the same bytes read ahead or by hand, in any batch size",
+          "[sqlite_source]")
 {
     test::temp_dir dir;
     const std::string db = dir.file("data.db");
     create_schema(db);
     fill_many(db, 20'000, 8'000); // many read-ahead batches of 1,024 rows
-    sqlite_data_source ahead(db);
-    sqlite_data_source inline_(db, {.read_ahead = false});
+    sqlite_data_source src(db);
     const timestamp t0 = timestamp{std::chrono::milliseconds{1704103200'000LL}};
     const std::vector<export_job> jobs{
         job_for(1, contacts_request({})),
@@ -766,32 +825,52 @@ TEST_CASE("sqlite source: one reader writes the same bytes with and without read
     };
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         INFO("job " << i);
-        const auto want = run_export(inline_, jobs[i], 8192);
-        REQUIRE_FALSE(want.err);
+        // By hand: the plan's one slice read on this thread, no read-ahead.
+        string_byte_sink by_hand;
+        {
+            csv_writer w{src.columns(jobs[i].request.type), by_hand};
+            w.write_header();
+            source_error err;
+            auto cur = open_cursor(src, jobs[i], err);
+            REQUIRE(cur);
+            while (cur->next_batch(w, 8192, err) != 0) {
+            }
+            REQUIRE_FALSE(err);
+            boost::system::error_code ec;
+            w.finish(ec);
+        }
         for (std::size_t batch : {1, 7, 1024, 1025, 100'000}) {
             INFO("batches of " << batch);
-            const auto got = run_export(ahead, jobs[i], batch);
+            const auto got = export_csv(src, jobs[i], batch);
             REQUIRE_FALSE(got.err);
-            CHECK(got.rows == want.rows);
-            CHECK(got.csv == want.csv);
+            CHECK(got.csv == by_hand.str());
         }
     }
-    CHECK(run_export(ahead, jobs[0], 8192).rows > 10'000);
+    CHECK(export_csv(src, jobs[0], 8192).rows > 10'000);
 
-    // Dropped mid-export (the read-ahead thread waits for free buffers) and
-    // dropped unread: the destructor wakes and joins it (a hang fails the
-    // test by its timeout).
+    // A cursor dropped mid-slice, and a plan dropped unread.
     string_byte_sink sink;
-    csv_writer w{ahead.columns(export_type::contacts), sink};
+    csv_writer w{src.columns(export_type::contacts), sink};
     source_error err;
-    auto cur = ahead.open(jobs[0], err);
+    auto cur = open_cursor(src, jobs[0], err);
     REQUIRE(cur);
     CHECK(cur->next_batch(w, 10, err) == 10);
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
     cur.reset();
-    cur = ahead.open(jobs[0], err);
+    cur = open_cursor(src, jobs[0], err);
     REQUIRE(cur);
     cur.reset();
+
+    // Cancelled mid-export (the read-ahead thread waits for free batches):
+    // run_export stops and joins it (a hang fails the test by its timeout).
+    for (std::size_t readers : {1, 4}) {
+        std::atomic<bool> stop{false};
+        stopping_sink stopper(stop);
+        const auto r = run_export(jobs[0], src, stopper,
+                                  {.readers = readers, .batch_rows = 64, .buffer_size = 4096, .write_behind = false},
+                                  {.stop = &stop});
+        CHECK(r.cancelled);
+        CHECK_FALSE(r.ec);
+    }
 }
 
 TEST_CASE("sqlite source: parallel readers with fewer rows than readers, and the fixture's every filter",
@@ -803,8 +882,8 @@ TEST_CASE("sqlite source: parallel readers with fewer rows than readers, and the
     fill(db);
     for (std::size_t slice : {1, 2, 4096}) {
         INFO("slices of " << slice);
-        sqlite_data_source src(db, {.parallel_readers = 4, .parallel_slice_rows = slice});
-        check_all_exports(src);
+        sqlite_data_source src(db, {.parallel_slice_rows = slice});
+        check_all_exports(src, 4);
     }
 }
 
@@ -816,15 +895,17 @@ TEST_CASE("sqlite source: parallel readers share one snapshot; the host keeps wr
     fill_many(db, 5'000, 0);
     const export_job job = job_for(1, contacts_request({}));
     sqlite_data_source one(db);
-    const auto before = run_export(one, job, 8192);
+    const auto before = export_csv(one, job, 8192);
 
-    sqlite_data_source src(db, {.parallel_readers = 3, .parallel_slice_rows = 50});
+    sqlite_data_source src(db, {.parallel_slice_rows = 50});
     string_byte_sink sink;
     csv_writer w{src.columns(export_type::contacts), sink};
     w.write_header();
     source_error err;
-    auto cur = src.open(job, err);
+    auto cur = open_cursor(src, job, err, 3);
     REQUIRE(cur);
+    CHECK(cur->plan().lanes() == 3);
+    CHECK(cur->plan().consistency() == plan_consistency::shared_snapshot);
     CHECK(cur->next_batch(w, 10, err) > 0);
     {
         // Rows in slices not yet read change; with no busy timeout a lock
@@ -843,8 +924,8 @@ TEST_CASE("sqlite source: parallel readers share one snapshot; the host keeps wr
     boost::system::error_code ec;
     w.finish(ec);
     CHECK(sink.str() == before.csv);
-    CHECK(run_export(src, job, 8192).csv == run_export(one, job, 8192).csv); // and now the new data
-    CHECK(run_export(src, job, 8192).csv != before.csv);
+    CHECK(export_csv(src, job, 8192, 3).csv == export_csv(one, job, 8192).csv); // and now the new data
+    CHECK(export_csv(src, job, 8192, 3).csv != before.csv);
 }
 
 TEST_CASE("sqlite source: a failing parallel reader fails the export", "[sqlite_source][parallel]")
@@ -882,22 +963,24 @@ TEST_CASE("sqlite source: a failing parallel reader fails the export", "[sqlite_
     }
     const export_job job = job_for(1, contacts_request({}));
     sqlite_data_source plain(db);
-    const auto single = run_export(plain, job, 8192);
+    const auto single = export_csv(plain, job, 8192);
     CHECK(single.err.code == errc::source_corrupt);
     for (std::size_t readers : {2, 4}) {
         INFO(readers << " readers");
-        sqlite_data_source src(db, {.parallel_readers = readers, .parallel_slice_rows = 100});
-        const auto r = run_export(src, job, 8192);
+        sqlite_data_source src(db, {.parallel_slice_rows = 100});
+        const auto r = export_csv(src, job, 1024, readers);
         CHECK(r.err.code == errc::source_corrupt);
         CHECK(r.err.detail.find(db) != std::string::npos);
         CHECK(r.rows < 20'000);
     }
 
     // Through the engine: the job fails at once with the source's code.
-    sqlite_data_source src(db, {.parallel_readers = 2, .parallel_slice_rows = 100});
+    sqlite_data_source src(db, {.parallel_slice_rows = 100});
     test::engine_fixture f;
+    engine_options two = f.default_options();
+    two.readers = 2;
     f.eng = std::make_unique<engine>(
-        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, f.default_options(),
+        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, two,
         engine_hooks{.on_state_change = [&f](const export_job& j) { f.events.record(j); },
                      .log = [&f](log_level, std::string_view l) { f.logs.add(l); }});
     f.eng->start();
@@ -909,29 +992,6 @@ TEST_CASE("sqlite source: a failing parallel reader fails the export", "[sqlite_
     CHECK(s.job.error->message.find(db) == std::string::npos);
 }
 
-TEST_CASE("sqlite source: a parallel cursor dropped mid-export stops its readers", "[sqlite_source][parallel]")
-{
-    test::temp_dir dir;
-    const std::string db = dir.file("data.db");
-    create_schema(db);
-    fill_many(db, 20'000, 0);
-    sqlite_data_source src(db, {.parallel_readers = 4, .parallel_slice_rows = 64});
-    string_byte_sink sink;
-    csv_writer w{src.columns(export_type::contacts), sink};
-    source_error err;
-    auto cur = src.open(job_for(1, contacts_request({})), err);
-    REQUIRE(cur);
-    CHECK(cur->next_batch(w, 10, err) > 0);
-    // Readers ahead are now waiting on full queues; the destructor must wake
-    // and join them (a hang here fails the test by its timeout).
-    std::this_thread::sleep_for(std::chrono::milliseconds{50});
-    cur.reset();
-    // Opened and never read: no thread was started.
-    cur = src.open(job_for(1, contacts_request({})), err);
-    REQUIRE(cur);
-    cur.reset();
-}
-
 TEST_CASE("sqlite source: the engine exports with parallel readers", "[sqlite_source][parallel][engine]")
 {
     test::temp_dir data;
@@ -939,10 +999,12 @@ TEST_CASE("sqlite source: the engine exports with parallel readers", "[sqlite_so
     create_schema(db);
     fill_many(db, 20'000, 3'000);
     sqlite_data_source one(db);
-    sqlite_data_source src(db, {.parallel_readers = 2, .parallel_slice_rows = 300});
+    sqlite_data_source src(db, {.parallel_slice_rows = 300});
     test::engine_fixture f;
+    engine_options two = f.default_options();
+    two.readers = 2;
     f.eng = std::make_unique<engine>(
-        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, f.default_options(),
+        f.host.get_executor(), f.store, src, f.sink, f.signer, f.clock, two,
         engine_hooks{.on_state_change = [&f](const export_job& j) { f.events.record(j); },
                      .log = [&f](log_level, std::string_view l) { f.logs.add(l); }});
     f.eng->start();
@@ -954,14 +1016,14 @@ TEST_CASE("sqlite source: the engine exports with parallel readers", "[sqlite_so
     for (const auto& id : {all, lists, reports})
         REQUIRE(f.events.wait_for(id, export_status::available));
 
-    const auto want_all = run_export(one, job_for(1, contacts_request()), 8192);
+    const auto want_all = export_csv(one, job_for(1, contacts_request()), 8192);
     auto s = f.eng->async_get_export(1, all, boost::asio::use_future).get();
     CHECK(s.job.row_count == static_cast<std::int64_t>(want_all.rows));
     CHECK(test::read_file(f.file_of(s.job)) == want_all.csv);
     s = f.eng->async_get_export(1, reports, boost::asio::use_future).get();
     CHECK(test::read_file(f.file_of(s.job))
-          == run_export(one, job_for(1, reports_request({.campaign_id = 100})), 8192).csv);
+          == export_csv(one, job_for(1, reports_request({.campaign_id = 100})), 8192).csv);
     s = f.eng->async_get_export(1, lists, boost::asio::use_future).get();
-    CHECK(s.job.row_count == static_cast<std::int64_t>(run_export(one, job_for(1, gz), 8192).rows));
+    CHECK(s.job.row_count == static_cast<std::int64_t>(export_csv(one, job_for(1, gz), 8192).rows));
     CHECK(s.job.file_size > 0);
 }

@@ -108,9 +108,13 @@ struct engine_options {
     std::chrono::milliseconds retry_initial_backoff = std::chrono::milliseconds{250};
     std::chrono::milliseconds retry_max_backoff = std::chrono::seconds{8};
     std::chrono::milliseconds retry_budget = std::chrono::seconds{40};
-    /// Rows per batch read from the source between progress updates and
-    /// cancellation checks.
-    std::size_t batch_rows = 8192;
+    /// Rows per batch read from the source (one cursor call) between
+    /// progress updates and cancellation checks.
+    std::size_t batch_rows = 1024;
+    /// Reader threads per export (run_export_options::readers): the source's
+    /// plan splits an export into slices read by up to this many lanes at
+    /// once. More readers than cores only add overhead.
+    std::size_t readers = 1;
     /// This engine's name in leases; empty = "<host>:<pid>:<random>".
     std::string owner{};
     /// SPEC §3 limits on ID arrays.

@@ -1,19 +1,16 @@
-// `exportengine export`: one export from the shell, through the real engine
-// (SQLite job store, filesystem sink, the SQLite data source), with a
-// progress bar on a terminal and a summary at the end.
+// `exportengine export`: one export from the shell through run_export (the
+// engine's pipeline, without a job store: the SQLite data source, CSV, gzip,
+// write-behind, the filesystem sink), with a progress bar on a terminal and
+// a summary at the end. Transient source errors (busy, I/O) are retried with
+// backoff, as the engine does.
 #include "args.hpp"
 #include "commands.hpp"
 
 #include <exportengine/adapters/filesystem_sink.hpp>
-#include <exportengine/adapters/hmac_url_signer.hpp>
 #include <exportengine/adapters/sqlite_data_source.hpp>
-#include <exportengine/adapters/sqlite_job_store.hpp>
-#include <exportengine/engine.hpp>
+#include <exportengine/error.hpp>
+#include <exportengine/run_export.hpp>
 #include <exportengine/time_format.hpp>
-
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,7 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <future>
+#include <atomic>
 #include <random>
 #include <thread>
 
@@ -149,92 +146,87 @@ int export_command(const std::vector<std::string>& argv)
     if (const std::string problem = validate_request(request); !problem.empty())
         throw usage_error(problem);
 
-    // -- the engine, on real parts, in a scratch directory beside --out ----
-    // (beside it, so the finished file is renamed into place atomically).
+    // -- run_export into the filesystem sink, in a scratch directory beside
+    // --out (beside it, so the finished file is renamed into place atomically).
+    // --data-dir is accepted for compatibility; no job store is kept.
     scratch_dir scratch;
     scratch.path = out_path.parent_path() / (".exportengine-" + random_suffix());
     fs::create_directories(scratch.path);
-    const fs::path data_dir = a.get("data-dir") ? fs::path(*a.get("data-dir")) : scratch.path;
-    fs::create_directories(data_dir, fs_ec);
 
-    adapters::sqlite_job_store store((data_dir / "jobs.db").string());
     adapters::filesystem_sink files((scratch.path / "files").string());
-    adapters::hmac_url_signer signer(std::string(32, 'x'), {.base_url = "http://127.0.0.1"});
     // --mmap: SQLite reads the file through mmap(2) (less system time; the
     // mapped file counts in RSS). See sqlite_data_source_options::mmap_size.
     adapters::sqlite_data_source data(
-        *source, {.parallel_readers = readers,
-                  .mmap_size = a.flag("mmap") ? std::int64_t{1} << 40 : std::int64_t{0}});
-    system_clock clock;
-    boost::asio::io_context host;
-    auto work = boost::asio::make_work_guard(host);
-    std::thread host_thread([&] { host.run(); });
-
-    std::promise<export_job> finished;
-    bool fulfilled = false;
-    std::string log_tail;
-    std::string my_id;
-    std::mutex mu;
-    engine eng(host.get_executor(), store, data, files, signer, clock,
-               {.max_concurrent_jobs = 1, .heartbeat_interval = std::chrono::seconds{1}},
-               {.on_state_change =
-                    [&](const export_job& j) {
-                        std::lock_guard lk(mu);
-                        if (j.id == my_id && !fulfilled
-                            && (j.status == export_status::available || j.status == export_status::failed)) {
-                            fulfilled = true;
-                            finished.set_value(j);
-                        }
-                    },
-                .log =
-                    [&](log_level level, std::string_view line) {
-                        if (level >= log_level::warning) {
-                            std::lock_guard lk(mu);
-                            log_tail.assign(line);
-                        }
-                    }});
-    auto done = finished.get_future();
-    const auto t0 = std::chrono::steady_clock::now();
-    {
-        std::lock_guard lk(mu); // my_id is set before any state change can be seen
-        eng.start();
-        my_id = eng.async_create_export(account, request, std::nullopt, boost::asio::use_future).get().job.id;
-    }
+        *source, {.mmap_size = a.flag("mmap") ? std::int64_t{1} << 40 : std::int64_t{0}});
+    export_job job;
+    job.id = "export";
+    job.account_id = account;
+    job.request = request;
+    const std::string key = request.format.compression == compression_kind::gzip ? "export.csv.gz" : "export.csv";
 
     const bool tty = ::isatty(STDERR_FILENO) == 1 && !a.flag("quiet");
-    while (done.wait_for(std::chrono::milliseconds{200}) != std::future_status::ready) {
-        if (!tty)
-            continue;
-        const auto s = eng.async_get_export(account, my_id, boost::asio::use_future).get();
-        draw_progress(s.job.row_count.value_or(0),
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), false);
+    std::atomic<std::int64_t> progress{0};
+    std::atomic<bool> finished{false};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread bar;
+    if (tty)
+        bar = std::thread([&] {
+            while (!finished.load()) {
+                std::this_thread::sleep_for(std::chrono::milliseconds{200});
+                draw_progress(progress.load(std::memory_order_relaxed),
+                              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), false);
+            }
+        });
+    run_export_result r;
+    std::uint64_t file_size = 0;
+    auto backoff = std::chrono::milliseconds{250};
+    for (int attempt = 1;; ++attempt) {
+        boost::system::error_code ec;
+        std::unique_ptr<sink_writer> file = files.create(key, ec);
+        if (ec || !file) {
+            r = {.ec = ec ? ec : make_error_code(errc::sink_failed), .detail = "creating the output file"};
+            break;
+        }
+        progress = 0;
+        r = run_export(job, data, *file, {.readers = readers}, {.rows = &progress});
+        if (!r.ec) {
+            file_size = static_cast<std::uint64_t>(file->publish(ec).size);
+            if (ec)
+                r = {.rows = r.rows, .ec = ec, .detail = "publishing the output file"};
+            break;
+        }
+        if (!is_transient(r.ec) || attempt == 6)
+            break;
+        std::this_thread::sleep_for(backoff);
+        backoff *= 2;
     }
-    const export_job job = done.get();
+    finished = true;
+    if (bar.joinable())
+        bar.join();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    eng.async_stop(std::chrono::seconds{5}, boost::asio::use_future).get();
-    work.reset();
-    host_thread.join();
 
-    if (job.status == export_status::failed) {
+    if (r.ec) {
         if (tty)
             std::fputs("\n", stderr);
-        const std::string why = job.error ? job.error->message : "the export failed";
-        std::fprintf(stderr, "exportengine export: %s%s%s\n", why.c_str(),
-                     log_tail.empty() ? "" : " (", log_tail.empty() ? "" : (log_tail + ")").c_str());
+        const bool source_fault = r.ec == errc::source_schema || r.ec == errc::source_corrupt
+                                  || r.ec == errc::source_busy || r.ec == errc::source_io;
+        const std::string why = source_fault ? "the export could not read its data" : "the export failed";
+        std::fprintf(stderr, "exportengine export: %s (%s: %s)\n", why.c_str(), r.ec.message().c_str(),
+                     r.detail.c_str());
         return 1;
     }
-    const std::int64_t rows = job.row_count.value_or(0);
+    const std::int64_t rows = r.rows;
     if (tty)
         draw_progress(rows, secs, true);
     // The sink keeps its files private (0640); a file the user asked for gets
     // the permissions any new file of theirs would (0666 less the umask).
     const mode_t mask = ::umask(0);
     ::umask(mask);
-    const fs::path published = scratch.path / "files" / job.file_key;
+    const fs::path published = scratch.path / "files" / key;
     fs::permissions(published, static_cast<fs::perms>(0666 & ~mask), fs_ec);
     fs::rename(published, out_path);
     std::printf("%s: %lld rows, %lld bytes, %.3f s, %.0f rows/s\n", out_path.c_str(),
-                static_cast<long long>(rows), static_cast<long long>(job.file_size.value_or(0)), secs,
+                static_cast<long long>(rows), static_cast<long long>(file_size), secs,
                 secs > 0 ? static_cast<double>(rows) / secs : 0.0);
     return 0;
 }

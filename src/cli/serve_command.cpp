@@ -163,7 +163,7 @@ int serve_command(const std::vector<std::string>& argv)
     asio::io_context ioc(1);
     adapters::sqlite_job_store store((data_dir / "jobs.db").string());
     adapters::filesystem_sink files((data_dir / "files").string());
-    adapters::sqlite_data_source data(*source, {.parallel_readers = readers});
+    adapters::sqlite_data_source data(*source);
     system_clock clock;
 
     std::vector<std::string> previous_keys;
@@ -205,7 +205,8 @@ int serve_command(const std::vector<std::string>& argv)
                 .record_retention = record_retention,
                 .url_ttl = url_ttl,
                 .sweep_interval = sweep_interval,
-                .stale_temporary_age = stale_temp_age},
+                .stale_temporary_age = stale_temp_age,
+                .readers = readers},
                std::move(hooks));
     http_api api(eng, api_opt);
 

@@ -1,7 +1,6 @@
 #include "scheduler.hpp"
 
-#include <exportengine/csv_writer.hpp>
-#include <exportengine/write_behind_sink.hpp>
+#include <exportengine/run_export.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -296,54 +295,44 @@ export_outcome scheduler::execute(running_job& rj) noexcept
             error_code rec;
             core_.sink.remove(file_key(job, job.lease.token - 1), rec);
         }
-        source_error serr;
-        std::unique_ptr<row_cursor> cursor = core_.source.open(job, serr);
-        if (serr || !cursor)
-            return {.ec = serr.code ? serr.code : make_error_code(errc::source_io), .detail = serr.detail};
-
         error_code ec;
         const std::string key = file_key(job, job.lease.token);
         std::unique_ptr<sink_writer> file = core_.sink.create(key, ec);
         if (ec || !file)
             return {.ec = ec ? ec : make_error_code(errc::sink_failed), .detail = "creating " + key};
+        // Whatever ends the run before publish aborts the object explicitly
+        // (a remote abort can fail; a destructor could not say so).
+        const auto abandon_file = [&] {
+            error_code aec;
+            file->abort(aec);
+            if (aec)
+                core_.log(log_level::warning, "aborting " + key + " failed: " + aec.message());
+        };
 
-        // source -> CSV -> (gzip) -> write-behind -> file: the file's write(2)
-        // and checksum run on the write-behind thread while this one reads
-        // and formats the next rows.
+        // source -> CSV -> (gzip) -> write-behind -> file (run_export.hpp).
         const engine_options& opt = core_.opt;
-        write_behind_sink behind(*file, {.buffer_size = opt.csv_buffer_size});
-        std::optional<gzip_sink> gz;
-        if (job.request.format.compression == compression_kind::gzip)
-            gz.emplace(behind, opt.gzip);
-        byte_sink& out = gz ? static_cast<byte_sink&>(*gz) : behind;
-
-        csv_writer csv(core_.source.columns(job.request.type), out,
-                       {.delimiter = job.request.format.delimiter,
-                        .bom = job.request.format.bom,
-                        .buffer_size = opt.csv_buffer_size});
-        csv.write_header();
-        std::int64_t rows = 0;
-        for (;;) {
-            if (rj.stop)
-                return {.cancelled = true, .rows = rows};
-            const std::size_t n = cursor->next_batch(csv, opt.batch_rows, serr);
-            rows += static_cast<std::int64_t>(n);
-            rj.rows.store(rows, std::memory_order_relaxed);
-            if (serr)
-                return {.ec = serr.code, .detail = serr.detail, .rows = rows};
-            if (csv.error())
-                return {.ec = csv.error(), .detail = "writing " + key, .rows = rows};
-            if (n == 0)
-                break;
+        const run_export_result r = run_export(job, core_.source, *file,
+                                               {.readers = opt.readers,
+                                                .batch_rows = opt.batch_rows,
+                                                .buffer_size = opt.csv_buffer_size,
+                                                .gzip = opt.gzip},
+                                               {.rows = &rj.rows, .stop = &rj.stop});
+        const std::int64_t rows = r.rows;
+        if (r.cancelled) {
+            abandon_file();
+            return {.cancelled = true, .rows = rows};
         }
-        csv.finish(ec);
-        if (ec)
-            return {.ec = ec, .detail = "finishing " + key, .rows = rows};
+        if (r.ec) {
+            abandon_file();
+            return {.ec = r.ec, .detail = r.detail + " (" + key + ")", .rows = rows};
+        }
         // A stop lets a finished file be published; a lost lease or an
         // abandoned engine does not.
         if (const cancel_reason why = rj.reason.load();
-            why == cancel_reason::lease_lost || why == cancel_reason::abandon)
+            why == cancel_reason::lease_lost || why == cancel_reason::abandon) {
+            abandon_file();
             return {.cancelled = true, .rows = rows};
+        }
         published_file pub = file->publish(ec);
         if (ec)
             return {.ec = ec, .detail = "publishing " + key, .rows = rows};

@@ -6,90 +6,145 @@
 
 namespace exportengine::adapters {
 
+namespace {
+
+/// The rows a plan reads: the snapshot the plan was made on (never modified:
+/// writers copy on write) and the indexes of its rows, in output order.
+struct snapshot {
+    export_type type;
+    std::shared_ptr<const std::vector<memory_contact>> contacts;
+    std::shared_ptr<const std::vector<memory_delivery_report>> reports;
+    std::vector<std::uint32_t> rows;
+    std::optional<memory_source_fault> fault;
+};
+
+} // namespace
+
 class memory_data_source::cursor final : public row_cursor {
 public:
-    cursor(memory_data_source& src, export_type type,
-           std::shared_ptr<const std::vector<memory_contact>> contacts,
-           std::shared_ptr<const std::vector<memory_delivery_report>> reports,
-           std::vector<std::uint32_t> rows, std::optional<memory_source_fault> fault)
-        : src_(src), type_(type), contacts_(std::move(contacts)), reports_(std::move(reports)),
-          rows_(std::move(rows)), fault_(std::move(fault))
+    cursor(memory_data_source& src, std::shared_ptr<const snapshot> snap, std::size_t begin, std::size_t end)
+        : src_(src), snap_(std::move(snap)), pos_(begin), end_(end)
     {
     }
 
-    std::size_t next_batch(csv_writer& out, std::size_t max_rows, source_error& err) override
+    std::size_t fill(row_batch& out, source_error& err) override
     {
         src_.pass_gate();
-        const std::size_t total = rows_.size();
+        const snapshot& s = *snap_;
+        const std::optional<memory_source_fault>& fault = s.fault;
         std::size_t n = 0;
-        while (n < max_rows && pos_ < total) {
-            if (fault_ && !fault_->on_open && pos_ == fault_->after_rows) {
-                err = {fault_->code, fault_->detail};
+        while (!out.full() && pos_ < end_) {
+            if (fault && !fault->on_open && pos_ == fault->after_rows) {
+                err = {fault->code, fault->detail};
                 return n;
             }
-            if (type_ == export_type::contacts)
-                write(out, (*contacts_)[rows_[pos_]]);
+            if (s.type == export_type::contacts)
+                put(out, (*s.contacts)[s.rows[pos_]]);
             else
-                write(out, (*reports_)[rows_[pos_]]);
+                put(out, (*s.reports)[s.rows[pos_]]);
             ++pos_;
             ++n;
         }
-        if (n == 0 && fault_ && !fault_->on_open && pos_ == fault_->after_rows && pos_ == total)
-            err = {fault_->code, fault_->detail};
+        // A fault placed after the last row fails the export's last slice.
+        if (n == 0 && fault && !fault->on_open && pos_ == fault->after_rows && pos_ == s.rows.size())
+            err = {fault->code, fault->detail};
         return n;
     }
 
-    std::optional<std::int64_t> estimated_rows() const override
-    {
-        return static_cast<std::int64_t>(rows_.size());
-    }
-
 private:
-    static void text(csv_writer& out, const std::optional<std::string>& v)
+    static void text(row_batch& out, const std::optional<std::string>& v)
     {
-        v ? out.write_text(*v) : out.write_null();
+        v ? out.put_text(*v) : out.put_null();
     }
-    static void integer(csv_writer& out, const std::optional<std::int64_t>& v)
+    static void integer(row_batch& out, const std::optional<std::int64_t>& v)
     {
-        v ? out.write_integer(*v) : out.write_null();
+        v ? out.put_integer(*v) : out.put_null();
     }
 
-    static void write(csv_writer& out, const memory_contact& c)
+    static void put(row_batch& out, const memory_contact& c)
     {
-        out.write_integer(c.id);
-        out.write_text(c.phone_number);
+        out.put_integer(c.id);
+        out.put_text(c.phone_number);
         text(out, c.email);
         text(out, c.first_name);
         text(out, c.last_name);
-        out.write_timestamp(c.created_at);
-        out.write_timestamp(c.updated_at);
+        out.put_timestamp(c.created_at);
+        out.put_timestamp(c.updated_at);
         out.end_row();
     }
 
-    static void write(csv_writer& out, const memory_delivery_report& r)
+    static void put(row_batch& out, const memory_delivery_report& r)
     {
-        out.write_integer(r.id);
-        out.write_text(r.message_id);
+        out.put_integer(r.id);
+        out.put_text(r.message_id);
         integer(out, r.campaign_id);
-        out.write_text(r.recipient);
+        out.put_text(r.recipient);
         text(out, r.sender);
-        out.write_text(r.status);
+        out.put_text(r.status);
         integer(out, r.error_code);
-        out.write_integer(r.parts);
-        out.write_timestamp(r.submitted_at);
-        r.status_at ? out.write_timestamp(*r.status_at) : out.write_null();
+        out.put_integer(r.parts);
+        out.put_timestamp(r.submitted_at);
+        r.status_at ? out.put_timestamp(*r.status_at) : out.put_null();
         out.end_row();
     }
 
     memory_data_source& src_;
-    export_type type_;
-    // The snapshot the cursor opened on (never modified: writers copy on
-    // write) and the indexes of its rows, in output order.
-    std::shared_ptr<const std::vector<memory_contact>> contacts_;
-    std::shared_ptr<const std::vector<memory_delivery_report>> reports_;
-    std::vector<std::uint32_t> rows_;
-    std::optional<memory_source_fault> fault_;
-    std::size_t pos_ = 0;
+    std::shared_ptr<const snapshot> snap_;
+    std::size_t pos_;
+    std::size_t end_;
+};
+
+/// Slices of `slice_rows` rows of the snapshot (one slice when 0), read by
+/// up to `lanes` lanes: every lane reads the same snapshot.
+class memory_data_source::plan_impl final : public export_plan {
+public:
+    plan_impl(memory_data_source& src, std::shared_ptr<const snapshot> snap, std::size_t slice_rows,
+              std::size_t max_lanes)
+        : src_(src), snap_(std::move(snap)), slice_rows_(slice_rows == 0 ? snap_->rows.size() : slice_rows)
+    {
+        const std::size_t total = snap_->rows.size();
+        const std::size_t slices = slice_rows_ == 0 ? 1 : std::max<std::size_t>((total + slice_rows_ - 1) / slice_rows_, 1);
+        lanes_ = slice_rows == 0 ? 1 : std::clamp<std::size_t>(max_lanes, 1, slices);
+    }
+
+    std::size_t lanes() const noexcept override { return lanes_; }
+    plan_consistency consistency() const noexcept override
+    {
+        return lanes_ > 1 ? plan_consistency::shared_snapshot : plan_consistency::single_reader;
+    }
+
+    bool next_slice(std::size_t, slice& out, source_error&) override
+    {
+        const std::size_t total = snap_->rows.size();
+        if (index_ > 0 && next_ >= total)
+            return false; // the first slice is handed out even when empty
+        out = slice{};
+        out.index = index_++;
+        out.partition = static_cast<std::int64_t>(next_);
+        next_ = slice_rows_ == 0 ? total : next_ + slice_rows_;
+        return true;
+    }
+
+    std::unique_ptr<row_cursor> open(std::size_t, const slice& s, source_error&) override
+    {
+        const std::size_t total = snap_->rows.size();
+        const auto begin = std::min(static_cast<std::size_t>(s.partition), total);
+        const std::size_t end = slice_rows_ == 0 ? total : std::min(begin + slice_rows_, total);
+        return std::make_unique<cursor>(src_, snap_, begin, end);
+    }
+
+    std::optional<std::int64_t> estimated_rows() const override
+    {
+        return static_cast<std::int64_t>(snap_->rows.size());
+    }
+
+private:
+    memory_data_source& src_;
+    std::shared_ptr<const snapshot> snap_;
+    std::size_t slice_rows_;
+    std::size_t lanes_ = 1;
+    std::size_t next_ = 0;
+    std::uint64_t index_ = 0;
 };
 
 void memory_data_source::add_contact(memory_contact c)
@@ -161,7 +216,14 @@ schema memory_data_source::columns(export_type type) const
     return type == export_type::contacts ? contacts_schema() : delivery_reports_schema();
 }
 
-std::unique_ptr<row_cursor> memory_data_source::open(const export_job& job, source_error& err)
+void memory_data_source::set_slice_rows(std::size_t rows)
+{
+    std::lock_guard lk(mu_);
+    slice_rows_ = rows;
+}
+
+std::unique_ptr<export_plan> memory_data_source::plan(const export_job& job, const plan_options& options,
+                                                      source_error& err)
 {
     std::lock_guard lk(mu_);
     ++opens_;
@@ -215,8 +277,9 @@ std::unique_ptr<row_cursor> memory_data_source::open(const export_job& job, sour
                                                               : all[a].id < all[b].id;
         });
     }
-    return std::make_unique<cursor>(*this, job.request.type, contacts_, reports_, std::move(rows),
-                                    std::move(fault));
+    auto snap = std::make_shared<snapshot>(
+        snapshot{job.request.type, contacts_, reports_, std::move(rows), std::move(fault)});
+    return std::make_unique<plan_impl>(*this, std::move(snap), slice_rows_, options.max_lanes);
 }
 
 } // namespace exportengine::adapters

@@ -2,15 +2,15 @@
 //
 // For tests and demos: contacts, list memberships and delivery reports in
 // vectors, filtered and ordered exactly like the SQLite source (SPEC §4, §7):
-// contacts by id, delivery reports by submitted_at then id. A cursor copies
-// the indexes of the matching rows when it opens and shares the rows
-// themselves copy-on-write, so it reads one consistent snapshot cheaply.
+// contacts by id, delivery reports by submitted_at then id. A plan copies the indexes of the matching rows when it is made and shares
+// the rows themselves copy-on-write, so its slices read one consistent
+// snapshot cheaply.
 //
-// It can also misbehave on purpose: fail on open or after N rows with any
+// It can also misbehave on purpose: fail on plan or after N rows with any
 // error code (fault injection), and hold every batch at a gate until the test
 // opens it (a "slow" source that needs no sleeping).
 //
-// Thread-safe: rows may be added while cursors run.
+// Thread-safe: rows may be added while exports run.
 #pragma once
 
 #include <exportengine/data_source.hpp>
@@ -51,9 +51,8 @@ struct memory_delivery_report {
     std::optional<std::int64_t> status_at{};
 };
 
-/// A deliberate failure: on open (after_rows == 0 and on_open) or once
-/// `after_rows` rows of a cursor were written; for the next `times` cursors
-/// (-1: every cursor).
+/// A deliberate failure: on plan (on_open) or once `after_rows` rows of the
+/// export were read; for the next `times` plans (-1: every plan).
 struct memory_source_fault {
     boost::system::error_code code{};
     std::string detail = "injected fault";
@@ -80,14 +79,20 @@ public:
     /// Blocks until at least `n` batches have reached the gate (open or
     /// closed), or `timeout` passes. Returns whether they did.
     bool wait_for_batches(std::size_t n, std::chrono::milliseconds timeout) const;
-    /// Cursors opened so far.
+    /// Exports planned so far.
     [[nodiscard]] std::size_t opens() const;
 
+    /// Splits exports into slices of `rows` rows (read by up to the lanes
+    /// asked for, all on the plan's snapshot); 0, the default: one slice.
+    void set_slice_rows(std::size_t rows);
+
     [[nodiscard]] schema columns(export_type type) const override;
-    std::unique_ptr<row_cursor> open(const export_job& job, source_error& err) override;
+    std::unique_ptr<export_plan> plan(const export_job& job, const plan_options& options,
+                                      source_error& err) override;
 
 private:
     class cursor;
+    class plan_impl;
     friend class cursor;
     void pass_gate();
 
@@ -105,6 +110,7 @@ private:
     bool gate_open_ = true;
     std::size_t batches_ = 0;
     std::size_t opens_ = 0;
+    std::size_t slice_rows_ = 0;
 };
 
 } // namespace exportengine::adapters

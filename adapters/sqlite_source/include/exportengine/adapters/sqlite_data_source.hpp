@@ -1,12 +1,11 @@
 // exportengine/adapters/sqlite_data_source.hpp — contacts and delivery
 // reports read from a SQLite file with SPEC §7's reference schema.
 //
-// Every cursor opens its own read-only connection and holds one read
-// transaction for its lifetime, so an export reads one consistent snapshot
-// while the host keeps writing (in WAL mode a reader never blocks a writer).
-// Rows are streamed: a prepared statement is stepped batch by batch, on a
-// read-ahead thread by default (see sqlite_data_source_options::read_ahead),
-// and no buffer grows with the export.
+// Every plan opens its own read-only connections and holds one read
+// transaction on each for its lifetime, so an export reads one consistent
+// snapshot while the host keeps writing (in WAL mode a reader never blocks a
+// writer). Rows are streamed: a prepared statement is stepped batch by batch
+// into the engine's row batches, and no buffer grows with the export.
 //
 // Filters (SPEC §3) are bound as parameters, never spliced into SQL: ID sets
 // travel as one JSON array read with json_each(). Timestamps are stored as
@@ -19,28 +18,24 @@
 // Errors map to errc::source_schema (missing table or column),
 // errc::source_corrupt (corrupt file, not a database), errc::source_busy
 // (locked) and errc::source_io (I/O, missing file, disk full); `detail` holds
-// SQLite's message and the path, for the log. open() and next_batch() never
-// throw.
+// SQLite's message and the path, for the log. plan(), open() and fill()
+// never throw.
 //
-// Parallel readers (`parallel_readers > 1`): the export's key space (contact
-// id; delivery reports' (submitted_at, id)) is cut into consecutive slices of
-// `parallel_slice_rows` rows, found on the export's own index (a `LIMIT 1
-// OFFSET n` walk of the covering index). K reader threads, each with its own
-// read-only connection, take the next slice as they finish one, read and
-// format it into bounded chunk buffers; next_batch() appends the chunks to
-// the engine's writer slice by slice, in order, so the file is byte-identical
-// to the single reader's. A reader whose chunks are not wanted yet waits when
-// its queue is full: memory stays bounded (about K x 1.1 MiB of chunks)
-// whatever the export's size. Contacts filtered by listIds or contactIds are
-// always read by one reader: their query is driven by the ids (a lookup per
+// Slices (plan_options::max_lanes > 1): the export's key space (contact id;
+// delivery reports' (submitted_at, id)) is cut into consecutive slices of
+// `parallel_slice_rows` rows, found on the export's own index as run_export
+// asks for them (a `LIMIT 1 OFFSET n` walk of the covering index). Each lane
+// has its own read-only connection. Contacts filtered by listIds or
+// contactIds are one slice: their query is driven by the ids (a lookup per
 // id, in id order), so its cost follows the lists, not the account.
 //
-// Consistency: the K connections start their read transactions one after
-// another. open() checks with `PRAGMA data_version` on another connection,
-// read before the first and after the last started, that no commit landed in
-// between — then all K read the same snapshot. If commits keep landing, it
-// tries again (5 times) and then falls back to one reader, which is always
-// one snapshot. (Debian's SQLite is built without SQLITE_ENABLE_SNAPSHOT, so
+// Consistency: the lanes' connections start their read transactions one
+// after another. plan() checks with `PRAGMA data_version` on another
+// connection, read before the first and after the last started, that no
+// commit landed in between — then all read the same snapshot
+// (plan_consistency::shared_snapshot). If commits keep landing, it tries
+// again (5 times) and then falls back to one lane, which is always one
+// snapshot. (Debian's SQLite is built without SQLITE_ENABLE_SNAPSHOT, so
 // sqlite3_snapshot_open is not available to share a snapshot directly.)
 //
 // Thread-safe: the object holds only the path and options.
@@ -59,20 +54,11 @@ struct sqlite_data_source_options {
     /// How long a statement waits on a lock before failing with
     /// errc::source_busy.
     std::chrono::milliseconds busy_timeout{5000};
-    /// Connections (and threads) reading one export in parallel; 1 reads on
-    /// the caller's thread only. More readers than cores only add overhead.
-    std::size_t parallel_readers = 1;
-    /// One reader (`parallel_readers` 1, and exports read by their ids):
-    /// step the statement on a thread of the cursor's own, copying rows'
-    /// values into three 1,024-row buffers (about 0.5 MiB in all), while the
-    /// engine's thread formats the previous batch. Reading is what limits an
-    /// export, and this takes formatting off its thread: 10 M contacts ran
-    /// at ~95% of a bare cursor scan with it, ~82% without (benchmarks/README.md).
-    /// false: step and format on the engine's thread only (no extra thread).
-    bool read_ahead = true;
-    /// Rows per slice handed to a parallel reader. The default keeps a
-    /// slice's CSV (~0.5 MB of contacts) within one reader's chunk queue, so
-    /// readers rarely wait on each other.
+    /// Rows per slice when an export is read by several lanes. The default
+    /// keeps a slice's CSV (~0.5 MB of contacts) within one reader's chunk
+    /// queue in run_export, so readers rarely wait on each other. (How many
+    /// lanes read is the engine's choice: engine_options::readers,
+    /// run_export_options::readers.)
     std::size_t parallel_slice_rows = 4096;
     /// Bytes of the file each connection reads through mmap(2) instead of
     /// read(2) (`PRAGMA mmap_size`; SQLite caps it, at 2 GiB on Debian); 0,
@@ -85,21 +71,22 @@ struct sqlite_data_source_options {
 
 class sqlite_data_source final : public data_source {
 public:
-    /// Does not open the file yet: every cursor opens its own read-only
-    /// connection.
+    /// Does not open the file yet: every plan opens its own read-only
+    /// connections.
     explicit sqlite_data_source(std::string path, sqlite_data_source_options options = {});
 
     [[nodiscard]] schema columns(export_type type) const override;
-    std::unique_ptr<row_cursor> open(const export_job& job, source_error& err) override;
+    std::unique_ptr<export_plan> plan(const export_job& job, const plan_options& options,
+                                      source_error& err) override;
 
     /// The `EXPLAIN QUERY PLAN` lines (the `detail` column) of the query
-    /// open() runs for `job`, with the same parameters bound. For tests and
+    /// one lane runs for `job`, with the same parameters bound. For tests and
     /// diagnostics. Throws std::system_error on failure.
     [[nodiscard]] std::vector<std::string> query_plan(const export_job& job) const;
 
-    /// The same for the queries parallel readers run: [0] finds a slice's
+    /// The same for the queries several lanes run: [0] finds a slice's
     /// end (the index walk from a start key), [1] reads a slice bounded on
-    /// both sides. Empty for exports read by one reader whatever the option
+    /// both sides. Empty for exports that are one slice whatever the lanes
     /// (contacts filtered by listIds or contactIds: driven by their ids).
     /// Throws std::system_error on failure.
     [[nodiscard]] std::vector<std::vector<std::string>> parallel_query_plans(const export_job& job) const;
