@@ -20,6 +20,13 @@ What one run does, for each dataset (contacts; delivery reports) and size:
  6. writes benchmarks/results/<date>-<host>.md and PNG plots.
 The largest size runs every tool; the smaller ones run ours only (the
 scaling plot: rows/s and peak RSS against row count).
+
+--baseline DIR (before and after, on one machine in one run): DIR's
+exportengine, another build (an older commit's), is copied to
+KEEP/bin-baseline and run as base, base-2r, base-gzip, base-gzip-2r beside
+each selected ours variant, in the same rounds, datasets and sizes; its
+outputs must be the reference file byte for byte, and the page gets a
+"Before and after" section (change = median of per-round ratios, ±5%).
 """
 import argparse
 import json
@@ -148,7 +155,14 @@ TOOLS = [
     Tool("pigz", "floor: `pigz -1 -p 2` of our CSV", "floor", "gzip", "bytes", ("contacts",),
          ("ours-gzip", "ours-gzip-2r")),
 ]
-TOOL = {t.name: t for t in TOOLS}
+# --baseline DIR: another build's `exportengine` (an older commit's, say),
+# run beside ours in the same rounds; one baseline variant per ours variant.
+BASELINE = {"ours": "base", "ours-2r": "base-2r", "ours-gzip": "base-gzip", "ours-gzip-2r": "base-gzip-2r"}
+OURS_OF = {b: o for o, b in BASELINE.items()}
+BASELINE_TOOLS = [Tool(BASELINE[t.name], t.label.replace("**ours**", "**baseline**", 1), "baseline", t.output,
+                       "bytes", t.datasets, t.refs, scaling=t.scaling) for t in TOOLS if t.name in BASELINE]
+SELECTABLE = [t.name for t in TOOLS]  # --tools; the baseline variants follow the ours ones selected
+TOOL = {t.name: t for t in TOOLS + BASELINE_TOOLS}
 # The delivery-report comparison runs the exporters only (targets are on contacts).
 REPORT_TOOLS = {"ours", "ours-2r", "sqlite3", "python", "postgres", "duckdb"}
 
@@ -482,6 +496,21 @@ class Harness:
             if os.path.exists(os.path.join(a.bin, b)):
                 shutil.copy2(os.path.join(a.bin, b), os.path.join(self.bin, b))
         self.exe = os.path.join(self.bin, "exportengine")
+        # --baseline: the other build's exportengine, snapshotted the same
+        # way into its own folder; its revision is read now, before any
+        # rebuild of it could change what the page says.
+        self.base_exe = None
+        self.base_revision = ""
+        if a.baseline:
+            base_bin = os.path.join(a.keep, "bin-baseline")
+            os.makedirs(base_bin, exist_ok=True)
+            self.base_exe = os.path.join(base_bin, "exportengine")
+            shutil.copy2(os.path.join(a.baseline, "exportengine"), self.base_exe)
+            self.base_revision = bin_revision(a.baseline, outside_git=True)
+            same = csvcheck.bytes_sha256(self.base_exe) == csvcheck.bytes_sha256(self.exe)
+            if same:
+                self.base_revision += " — the same file as `--bin`'s, byte for byte"
+            log(f"baseline: {self.base_revision}")
         self.pg = None
         self.cases = []
         self.failures = []
@@ -510,8 +539,8 @@ class Harness:
         ext = {"csv": ".csv", "gzip": ".csv.gz", "none": ""}[TOOL[tool].output]
         return os.path.join(case.out_dir, tool + ext)
 
-    def ours_cmd(self, case, out, readers=1, gzip=False):
-        args = [self.exe, "export", *case.ds.export_args, "--source", case.db, "--account", "1",
+    def ours_cmd(self, case, out, readers=1, gzip=False, exe=None):
+        args = [exe or self.exe, "export", *case.ds.export_args, "--source", case.db, "--account", "1",
                 "--readers", str(readers), *(["--gzip"] if gzip else []), "--out", out, "--quiet"]
         return " ".join(q(x) for x in args)
 
@@ -527,6 +556,11 @@ class Harness:
             return self.ours_cmd(case, out, gzip=True)
         if tool == "ours-gzip-2r":
             return self.ours_cmd(case, out, readers=2, gzip=True)
+        if tool in OURS_OF:
+            # The baseline build, with exactly the arguments of its ours variant.
+            o = OURS_OF[tool]
+            return self.ours_cmd(case, out, readers=2 if o.endswith("-2r") else 1, gzip="gzip" in o,
+                                 exe=self.base_exe)
         if tool == "sqlite3":
             return f"sqlite3 -csv -header {db} {q(query)} > {q(out)}"
         if tool == "python":
@@ -631,7 +665,7 @@ class Harness:
             what = "decompresses to" if spec.output == "gzip" else "is"
             msg = f"{what} our reference file, byte for byte" if ok else \
                 f"{tool}: {what} not our reference file (SHA-256 {sha[:16]}… vs {case.ref_sha[:16]}…)"
-            if not ok and spec.group == "ours":
+            if not ok and spec.group in ("ours", "baseline"):
                 # Name the first differing row too.
                 ok2, msg2, _ = csvcheck.compare(tool, case.ref, case.ref_digest, out, case.ds.kinds(), True)
                 msg += "; " + msg2
@@ -656,7 +690,7 @@ class Harness:
         for rnd in range(self.a.runs):
             warm(*self.sources(case))
             last = rnd == self.a.runs - 1
-            for tool in tools:
+            for tool in self.round_order(tools, rnd):
                 t = self.timed(case, tool, rnd)
                 log(f"  round {rnd + 1}: {tool:<13} {t.wall:7.2f} s  {n / t.wall / 1e6:6.2f} M rows/s  "
                     f"cpu {t.cpu:6.2f} s  rss {t.rss / 2**20:7.1f} MiB  others {t.others:4.1f} s")
@@ -666,6 +700,25 @@ class Harness:
                 if os.path.exists(out) and TOOL[tool].output != "none":
                     os.remove(out)  # at 10 M rows each output is ~1 GB
         return case
+
+    def with_baseline(self, tools):
+        """The case's tools with, under --baseline, each ours variant's
+        baseline variant right after it (so where ours runs, it runs)."""
+        if not self.base_exe:
+            return tools
+        return [x for t in tools for x in ((t, BASELINE[t]) if t in BASELINE else (t,))]
+
+    @staticmethod
+    def round_order(tools, rnd):
+        """The order of one round: as listed, except that in every second
+        round each baseline variant runs before its ours variant instead of
+        after it, so neither side always has the same neighbour."""
+        order = list(tools)
+        if rnd % 2:
+            for i in range(len(order) - 1):
+                if order[i] in BASELINE and order[i + 1] == BASELINE[order[i]]:
+                    order[i], order[i + 1] = order[i + 1], order[i]
+        return order
 
     def finish_case(self, case):
         shutil.rmtree(case.out_dir, ignore_errors=True)
@@ -746,7 +799,7 @@ class Harness:
                     continue
                 if not tools:
                     continue
-                case = self.run_case(ds, n, tools)
+                case = self.run_case(ds, n, self.with_baseline(tools))
                 if a.profile and key == "contacts" and n == top:
                     self.run_profile(case)
                 self.finish_case(case)
@@ -781,6 +834,7 @@ def tool_versions(h):
     pg = pg_bindir()
     return [
         ("exportengine", bin_revision(h.bin_src)),
+        *([("exportengine, baseline (`--baseline`)", h.base_revision)] if h.base_exe else []),
         ("sqlite3", first_line(["sqlite3", "--version"]).split(" ")[0]),
         ("Python", platform.python_version() + f" (`{sys.executable}`)"),
         ("PostgreSQL", first_line([f"{pg}/postgres", "--version"]) if pg else "not installed"),
@@ -789,7 +843,10 @@ def tool_versions(h):
     ]
 
 
-def bin_revision(bindir):
+def bin_revision(bindir, outside_git=False):
+    """Which build bindir's exportengine is: its git tree's HEAD. Outside a
+    git tree: the directory (with outside_git, as --baseline's is shown:
+    "not in a git tree" and the binary's mtime)."""
     try:
         top = subprocess.run(["git", "-C", bindir, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                              check=True).stdout.strip()
@@ -801,7 +858,14 @@ def bin_revision(bindir):
         return (f"`{bindir}/exportengine` (built {built}) in {top}, whose HEAD is {rev[:72]}"
                 + (" with uncommitted changes" if dirty else ""))
     except (subprocess.CalledProcessError, OSError):
-        return f"`{bindir}`"
+        if not outside_git:
+            return f"`{bindir}`"
+        try:
+            built = time.strftime("%Y-%m-%d %H:%M:%S",
+                                  time.localtime(os.path.getmtime(os.path.join(bindir, "exportengine"))))
+        except OSError:
+            built = "unknown"
+        return f"`{bindir}/exportengine`: not in a git tree; the file's mtime is {built}"
 
 
 def tool_table(case, lines):
@@ -914,9 +978,10 @@ def plots(h, stem):
     names = [t for t in names if t not in ("cat", "gzip", "pigz")]  # those read our CSV, they export nothing
     data = [(t, big.rows / big.median_run(t).wall / 1e6, big.median_run(t).rss / 2**20) for t in names]
     data.sort(key=lambda x: x[1])
-    colors = {"ours": "#1f77b4", "anchor": "#ff7f0e", "floor": "#9e9e9e"}
+    colors = {"ours": "#1f77b4", "anchor": "#ff7f0e", "floor": "#9e9e9e", "baseline": "#9ecae1"}
     short = {"ours": "ours, 1 reader", "ours-2r": "ours, 2 readers", "ours-gzip": "ours --gzip",
-             "ours-gzip-2r": "ours --gzip, 2 readers", "sqlite3": "sqlite3 -csv", "python": "Python csv",
+             "ours-gzip-2r": "ours --gzip, 2 readers", "base": "baseline, 1 reader", "base-2r": "baseline, 2 readers",
+             "base-gzip": "baseline --gzip", "base-gzip-2r": "baseline --gzip, 2 readers", "sqlite3": "sqlite3 -csv", "python": "Python csv",
              "postgres": "PostgreSQL COPY (psql)", "duckdb": "DuckDB COPY (2 threads)",
              "sqlite3-pigz": "sqlite3 -csv | pigz -p 2", "scan": "bare cursor scan (floor)",
              "scan-value": "bare scan, value API (floor)"}
@@ -934,6 +999,8 @@ def plots(h, stem):
     ax1.set_title(f"Exporting {big.rows:,} contacts to CSV, warm cache, {runs}", fontsize=10)
     from matplotlib.patches import Patch
     ax1.legend(handles=[Patch(color=colors["ours"], label="exportengine"),
+                        *([Patch(color=colors["baseline"], label="exportengine, --baseline build")]
+                          if any(TOOL[t].group == "baseline" for t in names) else []),
                         Patch(color=colors["anchor"], label="what people use instead"),
                         Patch(color=colors["floor"], label="floor (no CSV written)")],
                loc="lower right", fontsize=8)
@@ -947,14 +1014,21 @@ def plots(h, stem):
     save(fig, f"{stem}-tools.png")
 
     variants = [t for t in ("ours", "ours-2r", "ours-gzip") if any(c.median_run(t) for c in top)]
+    # --baseline: each baseline variant dashed, in its ours variant's colour.
+    variants += [BASELINE[t] for t in variants if any(c.median_run(BASELINE[t]) for c in top)]
     if len(top) >= 2 and variants:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        line_color = {}
         for t in variants:
             pts = sorted((c.rows, c.rows / c.median_run(t).wall / 1e6, c.median_run(t).rss / 2**20)
                          for c in top if c.median_run(t))
             xs = [p[0] for p in pts]
-            ax1.plot(xs, [p[1] for p in pts], marker="o", label=short[t])
-            ax2.plot(xs, [p[2] for p in pts], marker="o", label=short[t])
+            style = {"marker": "o", "label": short[t]}
+            if t in OURS_OF:
+                style.update(linestyle="--", marker="x", color=line_color.get(OURS_OF[t]))
+            line = ax1.plot(xs, [p[1] for p in pts], **style)[0]
+            line_color[t] = line.get_color()
+            ax2.plot(xs, [p[2] for p in pts], **style)
         for ax in (ax1, ax2):
             ax.set_xscale("log")
             ax.set_xticks([c.rows for c in top], [size_label(c.rows) for c in top])
@@ -973,6 +1047,72 @@ def plots(h, stem):
         ax2.set_title("peak RSS against row count (flat is the target)", fontsize=10)
         save(fig, f"{stem}-scaling.png")
     return made
+
+
+BASELINE_TOLERANCE = 0.05   # --baseline: a change in rows/s within ±5% is "within 5%"
+RSS_LIMIT = 64 * 2**20
+
+
+def before_and_after(h, L):
+    """--baseline: each ours variant against the same variant of the
+    baseline build, per dataset at the largest size."""
+    a = h.a
+    L.append("## Before and after (`--baseline`)\n")
+    L.append(f"Before: `--baseline` — {cell(h.base_revision)}. After: `--bin` — {cell(bin_revision(h.bin_src))}. "
+             "Both binaries were copied to `--keep` at the start (`bin-baseline/`, `bin/`). Each baseline variant "
+             "runs the same command as its ours variant, right beside it in every round (ours first in odd rounds, "
+             "the baseline first in even ones), with the same warm cache, and its output must be the same "
+             "reference file, byte for byte.\n")
+    L.append(f"**Change** is ours' rows/s over the baseline's, minus 1, taken in each round, then the median over "
+             f"the rounds ({a.runs} here): the two ran back to back under the same conditions, so a per-round ratio "
+             "cancels what drifts between rounds. The M rows/s columns are each side's median run. "
+             f"Within ±{BASELINE_TOLERANCE:.0%}: \"within {BASELINE_TOLERANCE:.0%}\". Peak RSS: the largest of "
+             "the rounds.\n")
+    L.append("| dataset | variant | baseline M rows/s | ours M rows/s | change | per round | baseline peak RSS | "
+             "ours peak RSS | verdict | ours peak RSS < 64 MiB | bytes |")
+    L.append("|---|---|---:|---:|---:|---|---:|---:|---|---|---|")
+    verdicts = []
+    for case in h.cases:
+        if case.rows != max(a.sizes):
+            continue
+        for ours in (t for t in case.tools if t in BASELINE):
+            base = BASELINE[ours]
+            mo, mb = case.median_run(ours), case.median_run(base)
+            if mo is None or mb is None:
+                continue
+            by_round = {r.round: r.wall for r in case.runs_of(ours)}
+            per_round = [r.wall / by_round[r.round] - 1 for r in case.runs_of(base) if r.round in by_round]
+            change = median(per_round)
+            if abs(change) <= BASELINE_TOLERANCE:
+                verdict = f"within {BASELINE_TOLERANCE:.0%}"
+            elif change > 0:
+                verdict = "**faster**"
+            else:
+                verdict = f"**slower by {-change:.1%}**"
+            rss_o = max(r.rss for r in case.runs_of(ours))
+            rss_b = max(r.rss for r in case.runs_of(base))
+            rss_ok = "met" if rss_o < RSS_LIMIT else "**missed**"
+            ok_o = case.checks.get(ours, (None,))[0]
+            ok_b = case.checks.get(base, (None,))[0]
+            same = "✅ both identical to the reference" if ok_o and ok_b else \
+                "not checked" if ok_o is None or ok_b is None else "❌ **FAILED** (see the check column above)"
+            verdicts.append((verdict, rss_ok))
+            L.append(f"| {case.ds.title} ({case.rows:,}) | {cell(TOOL[ours].label.split(': ', 1)[1])} | "
+                     f"{fmt_rate(case.rows / mb.wall)} | {fmt_rate(case.rows / mo.wall)} | **{change:+.1%}** | "
+                     f"{' / '.join(f'{v:+.1%}' for v in per_round)} | {rss_b / 2**20:.1f} MiB | "
+                     f"{rss_o / 2**20:.1f} MiB | {verdict} | {rss_ok} | {same} |")
+    L.append("")
+    if not verdicts:
+        L.append("Nothing to compare: no ours variant ran beside its baseline.\n")
+        return
+    slower = sum(1 for v, _ in verdicts if "slower" in v)
+    faster = sum(1 for v, _ in verdicts if "faster" in v)
+    rss_missed = sum(1 for _, r in verdicts if "missed" in r)
+    note = "" if max(a.sizes) >= 10_000_000 else f" (at {size_label(max(a.sizes))} rows, not 10 M: provisional)"
+    L.append(f"Of {len(verdicts)} comparison{'s' if len(verdicts) != 1 else ''}: "
+             f"{len(verdicts) - slower - faster} within {BASELINE_TOLERANCE:.0%}, {faster} faster, {slower} slower; "
+             f"ours' peak RSS under 64 MiB in {len(verdicts) - rss_missed} of {len(verdicts)}{note}."
+             + (" **A check failed: these figures do not count.**" if h.failures else "") + "\n")
 
 
 def write_page(h, path, argv):
@@ -1033,12 +1173,15 @@ def write_page(h, path, argv):
         L.append("## Ours against row count (contacts)\n")
         L.append("| rows | tool | M rows/s | seconds | CPU s | peak RSS |\n|---:|---|---:|---:|---:|---:|")
         for c in sorted(scaling, key=lambda c: c.rows):
-            for t in ("ours", "ours-2r", "ours-gzip"):
+            for t in (x for o in ("ours", "ours-2r", "ours-gzip") for x in (o, BASELINE[o])):
                 m = c.median_run(t)
                 if m:
-                    L.append(f"| {c.rows:,} | {cell(TOOL[t].label.split(': ', 1)[1])} | {fmt_rate(c.rows / m.wall)} | "
+                    what = ("baseline: " if t in OURS_OF else "") + TOOL[t].label.split(': ', 1)[1]
+                    L.append(f"| {c.rows:,} | {cell(what)} | {fmt_rate(c.rows / m.wall)} | "
                              f"{m.wall:.2f} | {m.cpu:.2f} | {m.rss / 2**20:.1f} MiB |")
         L.append("")
+    if h.base_exe:
+        before_and_after(h, L)
     for p in pngs:
         L.append(f"![{p}]({p})\n")
     trs = targets(h)
@@ -1074,7 +1217,10 @@ def write_page(h, path, argv):
              "PostgreSQL's and DuckDB's `2024-11-27 09:35:25+00` written as `2024-11-27T09:35:25Z`, integers as "
              "digits. NULL and '' are both an empty field. The header must be SPEC's names. The `check` column "
              "counts the values normalised per column. A difference fails the run and names the tool and the "
-             "first differing row. PostgreSQL and DuckDB hold the same rows as the SQLite file, loaded from "
+             "first differing row. "
+             + ("Every baseline variant (`--baseline`) is held to the same: our reference file, byte for byte. "
+                if h.base_exe else "")
+             + "PostgreSQL and DuckDB hold the same rows as the SQLite file, loaded from "
              "`sqlite3 -csv` (untimed): PostgreSQL as `bigint`/`text`/`timestamptz` with a primary key and an "
              "index on the query's key, `VACUUM (FREEZE, ANALYZE)`ed; DuckDB as `BIGINT`/`VARCHAR`/`TIMESTAMPTZ`"
              " via `read_csv`.\n")
@@ -1109,7 +1255,7 @@ def main(argv):
     ap.add_argument("--runs", type=int, help="runs of every tool, median reported (default 3; --quick: 1)")
     ap.add_argument("--sizes", help="contacts (and as many delivery reports) per database, comma-separated; "
                                     "the largest runs every tool, the others ours only (default 1M,3M,10M)")
-    ap.add_argument("--tools", help="a subset, comma-separated: " + ",".join(TOOL))
+    ap.add_argument("--tools", help="a subset, comma-separated: " + ",".join(SELECTABLE))
     ap.add_argument("--datasets", default="contacts,reports", help="contacts,reports (default both)")
     ap.add_argument("--all", action="store_true", help="also bench_engine and http_load.py (issues 3 and 5)")
     ap.add_argument("--profile", action="store_true",
@@ -1118,6 +1264,13 @@ def main(argv):
                     help="seeded databases, the PostgreSQL cluster, DuckDB files, outputs (reused when the "
                          "parameters match; default %(default)s; never inside the repository)")
     ap.add_argument("--bin", default=None, help="exportengine, bench_sqlite_scan, bench_engine (default: build/bin)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="before and after on one machine in one run: DIR holds another build's exportengine (an "
+                         "older commit's, say), copied to KEEP/bin-baseline; each selected ours variant gets a "
+                         "baseline variant (base, base-2r, base-gzip, base-gzip-2r) run beside it in the same "
+                         "rounds and datasets/sizes, whose output must be the same reference file byte for byte; "
+                         "the page gets a 'Before and after' section: rows/s of both, change (median of per-round "
+                         "ratios), verdict against ±5%%, peak RSS of both and ours < 64 MiB")
     ap.add_argument("--out", help="the results page (default benchmarks/results/<date>-<host>.md; "
                                   "--quick: …-quick.md); the PNGs go beside it")
     a = ap.parse_args(argv)
@@ -1131,10 +1284,12 @@ def main(argv):
         ap.error(f"--sizes: {e}")
     if min(a.sizes) < 1:
         ap.error("--sizes: at least 1 row")
-    a.tools = [t.strip() for t in (a.tools or ",".join(TOOL)).split(",") if t.strip()]
+    a.tools = [t.strip() for t in (a.tools or ",".join(SELECTABLE)).split(",") if t.strip()]
     for t in a.tools:
-        if t not in TOOL:
-            ap.error(f"--tools: unknown tool {t!r} (known: {', '.join(TOOL)})")
+        if t in OURS_OF:
+            ap.error(f"--tools: {t} is a baseline variant: select {OURS_OF[t]} and pass --baseline DIR")
+        if t not in SELECTABLE:
+            ap.error(f"--tools: unknown tool {t!r} (known: {', '.join(SELECTABLE)})")
     a.datasets = [d.strip() for d in a.datasets.split(",") if d.strip()]
     for d in a.datasets:
         if d not in DATASETS:
@@ -1143,6 +1298,12 @@ def main(argv):
     for b in ("exportengine", "bench_sqlite_scan") + (("bench_engine",) if a.all else ()):
         if not os.access(os.path.join(a.bin, b), os.X_OK):
             ap.error(f"--bin: no {b} in {a.bin} (build with scripts/test.sh, or pass --bin DIR)")
+    if a.baseline is not None:
+        a.baseline = os.path.abspath(a.baseline)
+        if not os.access(os.path.join(a.baseline, "exportengine"), os.X_OK):
+            ap.error(f"--baseline: no exportengine in {a.baseline} (pass the directory of another build's binary)")
+        if not any(t in BASELINE for t in a.tools):
+            ap.error("--baseline: --tools selects no ours variant to compare (" + ", ".join(BASELINE) + ")")
     a.keep = os.path.abspath(a.keep)
     if (a.keep + os.sep).startswith(REPO + os.sep):
         ap.error(f"--keep: {a.keep} is inside the repository; keep data outside it (default under /tmp)")
