@@ -432,40 +432,25 @@ struct engine::impl {
     bool requeue_expired_leases()
     {
         error_code ec;
-        std::vector<job_lease> lost;
         std::vector<export_job> changed;
         {
             std::lock_guard lk(change_mu);
+            // The store lists the file each lost claim may have published
+            // among its files to delete (the sweep removes it).
             changed = store.requeue_expired_leases(
                 clk.now(), opt.max_attempts,
                 {"ATTEMPTS_EXHAUSTED", "The export was interrupted " + std::to_string(opt.max_attempts)
                                            + " times; regenerate it to try again."},
-                ec, &lost);
+                ec).jobs;
             for (const export_job& j : changed)
                 notify(j);
         }
         if (ec)
             log(log_level::error, "requeueing expired leases failed: " + ec.message());
         bool any_queued = false;
-        for (std::size_t i = 0; i < changed.size(); ++i) {
-            const export_job& j = changed[i];
+        for (const export_job& j : changed) {
             log(log_level::warning, "job " + j.id + " lost its lease; now " + std::string(to_string(j.status)));
             any_queued |= j.status == export_status::queued;
-            // The lost claim may have published its file before it died (a
-            // crash between the rename and the store's complete): that key is
-            // nobody's now — its token is never claimed again, and a worker
-            // that is merely late is refused on complete and removes its own
-            // — so remove it, or it would stay on disk forever. A missing
-            // file is success.
-            if (i >= lost.size())
-                continue;
-            export_job as_claimed = j;
-            as_claimed.lease = lost[i];
-            const std::string key = file_key(as_claimed);
-            error_code rec;
-            sink.remove(key, rec);
-            if (rec)
-                log(log_level::error, "deleting the lost claim's file " + key + " failed: " + rec.message());
         }
         return any_queued;
     }
@@ -486,7 +471,7 @@ struct engine::impl {
         }
         keep(ec);
         ec = {};
-        for (const export_job& j : store.files_to_delete(1000, ec)) {
+        for (const file_to_delete& j : store.files_to_delete(1000, ec)) {
             error_code rec;
             sink.remove(j.file_key, rec);
             if (rec) {
@@ -494,7 +479,7 @@ struct engine::impl {
                 keep(rec);
                 continue;
             }
-            store.clear_file(j.id, j.file_key, rec);
+            store.forget_file(j.job_id, j.file_key, rec);
             keep(rec);
         }
         keep(ec);
@@ -672,32 +657,13 @@ struct engine::impl {
         }
     }
 
-    std::string file_key(const export_job& job) const { return file_key(job, job.lease.token); }
-
-    /// The file the claim with lease token `token` writes.
-    static std::string file_key(const export_job& job, std::int64_t token)
-    {
-        // Built from our own id and lease token only: never from user input.
-        // The token makes every attempt's file distinct, so a stale worker's
-        // publish can never replace the current attempt's file.
-        return job.id + "-" + std::to_string(token)
-               + (job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv");
-    }
+    /// The file this claim writes (export_file_key: id and lease token).
+    std::string file_key(const export_job& job) const { return export_file_key(job, job.lease.token); }
 
     /// The pipeline, on a job-pool thread: source -> CSV -> (gzip) -> sink.
     outcome execute_once(const export_job& job, job_control& c) noexcept
     {
         try {
-            // The previous claim's file, in case that claim published and
-            // died before recording it and the requeue's removal of it (see
-            // requeue_expired_leases) was lost to a second crash. A claimed
-            // job was queued and a queued job names no file, so that key is
-            // nobody's; a previous claim still running is refused on complete
-            // (the token moved on) and removes its own. Missing is success.
-            if (job.lease.token > 1) {
-                error_code rec;
-                sink.remove(file_key(job, job.lease.token - 1), rec);
-            }
             source_error serr;
             std::unique_ptr<row_cursor> cursor = source.open(job, serr);
             if (serr || !cursor)
@@ -772,12 +738,20 @@ struct engine::impl {
                                       .completed_at = now,
                                       .expires_at = now + opt.file_retention};
                 if (next != nullptr) {
-                    error_code cec;
-                    after = store.complete_and_claim(job.id, job.lease, done, now, owner,
-                                                     now + opt.lease_duration, opt.max_jobs_per_account,
-                                                     *next, cec, ec);
-                    if (cec)
-                        log(log_level::error, "claiming a job failed: " + cec.message());
+                    auto r = store.complete_and_claim(
+                        {.id = job.id,
+                         .lease = job.lease,
+                         .result = done,
+                         .now = now,
+                         .next = claim_request{.owner = owner,
+                                               .now = now,
+                                               .lease_until = now + opt.lease_duration,
+                                               .per_account_limit = opt.max_jobs_per_account}},
+                        ec);
+                    after = std::move(r.completed);
+                    *next = std::move(r.next);
+                    if (r.claim_error)
+                        log(log_level::error, "claiming a job failed: " + r.claim_error.message());
                 } else {
                     after = store.complete(job.id, job.lease, done, now, ec);
                 }

@@ -153,20 +153,28 @@ CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
 END;
 )sql";
 
+// v3: each job's version (export_job::version): 1 for the jobs already
+// there, incremented by every write that changes a job.
+constexpr const char* schema_v3 = R"sql(
+ALTER TABLE jobs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+)sql";
+
 using migration = void (*)(SQLite::Database&);
 
 void migrate_to_v1(SQLite::Database& db) { db.exec(schema_v1); }
 void migrate_to_v2(SQLite::Database& db) { db.exec(schema_v2); }
+void migrate_to_v3(SQLite::Database& db) { db.exec(schema_v3); }
 
-constexpr std::array<migration, 2> migrations{&migrate_to_v1, &migrate_to_v2};
+constexpr std::array<migration, 3> migrations{&migrate_to_v1, &migrate_to_v2, &migrate_to_v3};
 
 // Every query that reads a whole job selects these columns, in this order
 // (read_job's indexes).
 #define EE_JOB_COLUMNS                                                                      \
     "id, account_id, type, filter_json, compression, delimiter, bom, filters_json, status, " \
     "created_at, updated_at, completed_at, expires_at, attempt, lease_owner, lease_token, "  \
-    "lease_expires_at, row_count, file_size, checksum, file_key, error_code, error_message"
-constexpr int job_column_count = 23;
+    "lease_expires_at, row_count, file_size, checksum, file_key, error_code, error_message, "  \
+    "version"
+constexpr int job_column_count = 24;
 
 // Thrown inside an operation to roll its transaction back and report `code`
 // (a refusal the caller should see, not a store failure).
@@ -310,6 +318,7 @@ export_job read_job(const SQLite::Statement& s)
     j.file_key = s.getColumn(20).getString();
     if (!s.getColumn(21).isNull())
         j.error = job_error{s.getColumn(21).getString(), s.getColumn(22).getString()};
+    j.version = s.getColumn(23).getInt64();
     return j;
 }
 
@@ -391,7 +400,7 @@ const char* const take_turn =
 const char* const claim_job =
     "UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = ?2, "
     "lease_token = lease_token + 1, lease_expires_at = ?3, updated_at = ?4, row_count = 0, "
-    "error_code = NULL, error_message = NULL "
+    "error_code = NULL, error_message = NULL, version = version + 1 "
     "WHERE id = ?1 AND status = 'queued'";
 
 // The fenced writes: ?1 id, ?2 lease owner, ?3 lease token, ?4 now.
@@ -401,14 +410,15 @@ const char* const heartbeat =
 const char* const complete =
     "UPDATE jobs SET status = 'available', row_count = ?5, file_size = ?6, checksum = ?7, "
     "file_key = ?8, completed_at = ?9, expires_at = ?10, lease_owner = '', "
-    "lease_expires_at = NULL, error_code = NULL, error_message = NULL, updated_at = ?4" EE_FENCE;
+    "lease_expires_at = NULL, error_code = NULL, error_message = NULL, updated_at = ?4, "
+    "version = version + 1" EE_FENCE;
 const char* const fail =
     "UPDATE jobs SET status = 'failed', error_code = ?5, error_message = ?6, row_count = NULL, "
-    "lease_owner = '', lease_expires_at = NULL, updated_at = ?4" EE_FENCE;
+    "lease_owner = '', lease_expires_at = NULL, updated_at = ?4, version = version + 1" EE_FENCE;
 // ?5: 1 gives the attempt back (a graceful stop), 0 keeps it (a lost lease).
 const char* const requeue =
     "UPDATE jobs SET status = 'queued', attempt = attempt - ?5, row_count = NULL, "
-    "lease_owner = '', lease_expires_at = NULL, updated_at = ?4" EE_FENCE;
+    "lease_owner = '', lease_expires_at = NULL, updated_at = ?4, version = version + 1" EE_FENCE;
 #undef EE_FENCE
 
 const char* const expired_leases =
@@ -420,15 +430,21 @@ const char* const due_to_expire =
     "SELECT " EE_JOB_COLUMNS " FROM jobs WHERE status = 'available' AND expires_at <= ?1 "
     "ORDER BY expires_at, id LIMIT ?2";
 const char* const expire_job =
-    "UPDATE jobs SET status = 'expired', updated_at = ?2 WHERE id = ?1 AND status = 'available'";
+    "UPDATE jobs SET status = 'expired', updated_at = ?2, version = version + 1 "
+    "WHERE id = ?1 AND status = 'available'";
 
 const char* const files_to_delete =
-    "SELECT " EE_JOB_COLUMNS ", file_key FROM jobs "
+    "SELECT id, file_key FROM jobs "
     "WHERE status IN ('expired', 'failed') AND file_key <> '' "
     "UNION ALL "
-    "SELECT " EE_JOB_COLUMNS ", stale_key FROM stale_files JOIN jobs ON jobs.id = stale_files.job_id "
+    "SELECT job_id, stale_key FROM stale_files "
     "LIMIT ?1";
-const char* const clear_live_file = "UPDATE jobs SET file_key = '' WHERE id = ?1 AND file_key = ?2";
+const char* const clear_live_file =
+    "UPDATE jobs SET file_key = '', version = version + 1 "
+    "WHERE id = ?1 AND file_key = ?2 AND status IN ('expired', 'failed')";
+// Records a key a lost or superseded claim may have published.
+const char* const retire_key =
+    "INSERT OR IGNORE INTO stale_files (job_id, stale_key, retired_at) VALUES (?1, ?2, ?3)";
 const char* const clear_stale_file = "DELETE FROM stale_files WHERE job_id = ?1 AND stale_key = ?2";
 // Moves the job's live file key to stale_files unless it is empty or ?2.
 const char* const retire_file =
@@ -438,7 +454,8 @@ const char* const retire_file =
 const char* const regenerate =
     "UPDATE jobs SET status = 'queued', attempt = 0, error_code = NULL, error_message = NULL, "
     "completed_at = NULL, expires_at = NULL, row_count = NULL, file_size = NULL, checksum = '', "
-    "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1";
+    "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = ?2, "
+    "version = version + 1 WHERE id = ?1";
 
 const char* const prune_jobs =
     "DELETE FROM jobs WHERE status IN ('expired', 'failed') AND updated_at < ?1 "
@@ -746,7 +763,13 @@ struct sqlite_job_store::impl {
                            lease_until, now)
             != 1)
             corrupt("claim lost its row");
-        return load_existing(id);
+        auto job = load_existing(id);
+        // The previous claim's file may exist (it published, then lost its
+        // lease): record it for the sweep with the claim.
+        if (job.lease.token > 1)
+            execute(sql::retire_key, std::string_view(id),
+                    std::string_view(export_file_key(job, job.lease.token - 1)), now);
+        return job;
     }
 
     // The completion's statements, inside the caller's write transaction;
@@ -854,38 +877,35 @@ std::optional<export_job> sqlite_job_store::claim(const std::string& owner, time
     });
 }
 
-std::optional<export_job> sqlite_job_store::complete_and_claim(std::string_view id, const job_lease& l,
-                                                               const completion& result, timestamp now,
-                                                               const std::string& owner, timestamp lease_until,
-                                                               int per_account_limit,
-                                                               std::optional<export_job>& next,
-                                                               error_code& claim_ec, error_code& ec)
+complete_result sqlite_job_store::complete_and_claim(const completion_request& r, error_code& ec)
 {
-    next.reset();
-    claim_ec.clear();
     // One transaction, one fsync: the completion and the claim are durable
     // together before either is reported. A refused completion claims
     // nothing (the transaction rolls back).
-    return impl_->run(ec, [&]() -> std::optional<export_job> {
+    return impl_->run(ec, [&]() -> complete_result {
+        complete_result out;
         impl::write_transaction tx(*impl_);
-        auto done = impl_->complete_in(id, l, result, now);
-        // A failing claim must not take the completion with it.
-        impl_->execute(sql::savepoint_claim);
-        try {
-            next = impl_->claim_in(owner, now, lease_until, per_account_limit);
-            impl_->execute(sql::release_claim);
-        } catch (const refusal& r) {
-            claim_ec = r.code;
-        } catch (const std::exception&) {
-            claim_ec = errc::store_failed;
-        }
-        if (claim_ec) {
-            next.reset();
-            impl_->execute(sql::rollback_claim);
-            impl_->execute(sql::release_claim);
+        out.completed = impl_->complete_in(r.id, r.lease, r.result, r.now);
+        if (r.next) {
+            // A failing claim must not take the completion with it.
+            impl_->execute(sql::savepoint_claim);
+            try {
+                out.next = impl_->claim_in(r.next->owner, r.next->now, r.next->lease_until,
+                                           r.next->per_account_limit);
+                impl_->execute(sql::release_claim);
+            } catch (const refusal& e) {
+                out.claim_error = e.code;
+            } catch (const std::exception&) {
+                out.claim_error = errc::store_failed;
+            }
+            if (out.claim_error) {
+                out.next.reset();
+                impl_->execute(sql::rollback_claim);
+                impl_->execute(sql::release_claim);
+            }
         }
         tx.commit();
-        return done;
+        return out;
     });
 }
 
@@ -939,12 +959,9 @@ std::optional<export_job> sqlite_job_store::release(std::string_view id, const j
     });
 }
 
-std::vector<export_job> sqlite_job_store::requeue_expired_leases(timestamp now, int max_attempts,
-                                                                 const job_error& exhausted,
-                                                                 error_code& ec, std::vector<job_lease>* lost)
+requeue_result sqlite_job_store::requeue_expired_leases(timestamp now, int max_attempts,
+                                                        const job_error& exhausted, error_code& ec)
 {
-    if (lost)
-        lost->clear();
     return impl_->run(ec, [&] {
         impl::write_transaction tx(*impl_);
         struct expired_lease {
@@ -960,8 +977,8 @@ std::vector<export_job> sqlite_job_store::requeue_expired_leases(timestamp now, 
                 due.push_back({s->getColumn(0).getString(), s->getColumn(1).getInt(),
                                {s->getColumn(2).getString(), s->getColumn(3).getInt64()}});
         }
-        std::vector<export_job> changed;
-        changed.reserve(due.size());
+        requeue_result out;
+        out.jobs.reserve(due.size());
         for (const auto& d : due) {
             if (d.attempt < max_attempts)
                 impl_->fenced(sql::requeue, export_status::queued, d.id, d.lease, now,
@@ -970,12 +987,13 @@ std::vector<export_job> sqlite_job_store::requeue_expired_leases(timestamp now, 
                 impl_->fenced(sql::fail, export_status::failed, d.id, d.lease, now,
                               std::string_view(exhausted.code),
                               std::string_view(exhausted.message));
-            changed.push_back(impl_->load_existing(d.id));
-            if (lost)
-                lost->push_back(d.lease);
+            out.jobs.push_back(impl_->load_existing(d.id));
+            // The lost claim may have published its file before it died.
+            impl_->execute(sql::retire_key, std::string_view(d.id),
+                           std::string_view(export_file_key(out.jobs.back(), d.lease.token)), now);
         }
         tx.commit();
-        return changed;
+        return out;
     });
 }
 
@@ -995,34 +1013,33 @@ std::vector<export_job> sqlite_job_store::expire_due(timestamp now, std::size_t 
             impl_->expire(job, now);
             job.status = export_status::expired;
             job.updated_at = now;
+            ++job.version;
         }
         tx.commit();
         return expired;
     });
 }
 
-std::vector<export_job> sqlite_job_store::files_to_delete(std::size_t limit, error_code& ec)
+std::vector<file_to_delete> sqlite_job_store::files_to_delete(std::size_t limit, error_code& ec)
 {
     return impl_->run(ec, [&] {
-        std::vector<export_job> out;
+        std::vector<file_to_delete> out;
         auto s = impl_->use(sql::files_to_delete);
         bind_all(*s, clamp_limit(limit));
-        while (s->executeStep()) {
-            out.push_back(read_job(*s));
-            out.back().file_key = s->getColumn(job_column_count).getString();
-        }
+        while (s->executeStep())
+            out.push_back({s->getColumn(0).getString(), s->getColumn(1).getString()});
         return out;
     });
 }
 
-void sqlite_job_store::clear_file(std::string_view id, std::string_view file_key, error_code& ec)
+void sqlite_job_store::forget_file(std::string_view job_id, std::string_view file_key, error_code& ec)
 {
     impl_->run(ec, [&] {
         if (file_key.empty())
             return;
         impl::write_transaction tx(*impl_);
-        impl_->execute(sql::clear_live_file, id, file_key);
-        impl_->execute(sql::clear_stale_file, id, file_key);
+        impl_->execute(sql::clear_live_file, job_id, file_key);
+        impl_->execute(sql::clear_stale_file, job_id, file_key);
         tx.commit();
     });
 }
