@@ -127,7 +127,7 @@ struct store_fixture {
             ids.push_back(j.id);
         return ids;
     }
-    void clear_file_checked(const std::string& id, const std::string& key)
+    void forget_file_checked(const std::string& id, const std::string& key)
     {
         store->forget_file(id, key, ec);
         REQUIRE_FALSE(ec);
@@ -1140,7 +1140,7 @@ TEST_CASE("sqlite_job_store::expire_due takes at most `limit` jobs, earliest exp
     CHECK(rest[0].id == "z");
 }
 
-TEST_CASE("sqlite_job_store: files_to_delete and clear_file", "[store]")
+TEST_CASE("sqlite_job_store: files_to_delete and forget_file", "[store]")
 {
     store_fixture f;
     using files = std::set<std::pair<std::string, std::string>>;
@@ -1151,9 +1151,9 @@ TEST_CASE("sqlite_job_store: files_to_delete and clear_file", "[store]")
     f.complete(f.claim_required(), "k-live");
     CHECK(f.files() == files{{"old", "k-old"}}); // an available file is never offered
 
-    f.clear_file_checked("old", "k-other"); // not its key: nothing happens
+    f.forget_file_checked("old", "k-other"); // not its key: nothing happens
     CHECK(f.files() == files{{"old", "k-old"}});
-    f.clear_file_checked("old", "k-old");
+    f.forget_file_checked("old", "k-old");
     CHECK(f.files().empty());
     CHECK(f.find("old").file_key.empty());
     CHECK(f.find("old").status == export_status::expired);
@@ -1280,11 +1280,11 @@ TEST_CASE("sqlite_job_store: a regenerated job's old files are still offered for
     f.complete(f.claim_required(), "k3");
     CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}, {"job", "job-1.csv"}, {"job", "job-2.csv"}});
 
-    f.clear_file_checked("job", "k1");
-    f.clear_file_checked("job", "job-1.csv");
-    f.clear_file_checked("job", "job-2.csv");
+    f.forget_file_checked("job", "k1");
+    f.forget_file_checked("job", "job-1.csv");
+    f.forget_file_checked("job", "job-2.csv");
     CHECK(f.files() == files{{"job", "k2"}});
-    f.clear_file_checked("job", "k2");
+    f.forget_file_checked("job", "k2");
     CHECK(f.files().empty());
     CHECK(f.find("job").file_key == "k3");
     CHECK(f.find("job").status == export_status::available);
@@ -1305,7 +1305,7 @@ TEST_CASE("sqlite_job_store::prune deletes old finished jobs that name no file, 
     }
     f.expired_job("expired-with-file", "k1");
     f.expired_job("expired-cleared", "k2");
-    f.clear_file_checked("expired-cleared", "k2");
+    f.forget_file_checked("expired-cleared", "k2");
     f.expired_job("regenerated-then-failed", "k3"); // its old file stays to delete
     REQUIRE(regen(f, 1, "regenerated-then-failed"));
     {
@@ -1344,10 +1344,10 @@ TEST_CASE("sqlite_job_store::prune deletes old finished jobs that name no file, 
     CHECK(reused.created);
 
     // Once the files are deleted, those go too.
-    f.clear_file_checked("expired-with-file", "k1");
-    f.clear_file_checked("regenerated-then-failed", "k3");
+    f.forget_file_checked("expired-with-file", "k1");
+    f.forget_file_checked("regenerated-then-failed", "k3");
     CHECK(f.store->prune(cutoff, f.ec) == 1); // its first claim's key is still listed
-    f.clear_file_checked("regenerated-then-failed", "regenerated-then-failed-1.csv");
+    f.forget_file_checked("regenerated-then-failed", "regenerated-then-failed-1.csv");
     CHECK(f.store->prune(cutoff, f.ec) == 1);
     CHECK(f.store->prune(cutoff, f.ec) == 0);
     REQUIRE_FALSE(f.ec);
