@@ -127,6 +127,12 @@ bool export_job::is_available_for_download(timestamp now) const noexcept
     return effective_status(now) == export_status::available;
 }
 
+std::string export_file_key(const export_job& job, std::int64_t token)
+{
+    return job.id + "-" + std::to_string(token)
+           + (job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv");
+}
+
 std::string download_filename(const export_job& job)
 {
     std::string name = job.request.type == export_type::contacts ? "contacts-" : "delivery-reports-";

@@ -589,8 +589,9 @@ TEST_CASE("a lost claim's file whose removal a second crash prevented goes with 
 {
     // tests/tools/crash_test.py kills the server again during recovery: a
     // kill between the requeue's commit and the removal of the lost claim's
-    // file (requeue_expired_leases) would leave that file for ever. The next
-    // claim of the job removes it.
+    // file must not leave that file for ever. The requeue listed it among
+    // the store's files to delete in its own transaction; the next sweep
+    // removes it.
     test::engine_fixture f;
     boost::system::error_code ec;
     const std::string id = "job-published-then-died-twice";

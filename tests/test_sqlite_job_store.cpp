@@ -127,9 +127,9 @@ struct store_fixture {
             ids.push_back(j.id);
         return ids;
     }
-    void clear_file_checked(const std::string& id, const std::string& key)
+    void forget_file_checked(const std::string& id, const std::string& key)
     {
-        store->clear_file(id, key, ec);
+        store->forget_file(id, key, ec);
         REQUIRE_FALSE(ec);
     }
     /// (job id, file key) pairs the sweeper would delete.
@@ -139,7 +139,7 @@ struct store_fixture {
         REQUIRE_FALSE(ec);
         std::set<std::pair<std::string, std::string>> out;
         for (const auto& j : jobs)
-            out.emplace(j.id, j.file_key);
+            out.emplace(j.job_id, j.file_key);
         return out;
     }
 };
@@ -172,6 +172,7 @@ void require_same(const export_job& a, const export_job& b)
     CHECK(a.checksum == b.checksum);
     CHECK(a.file_key == b.file_key);
     CHECK(a.error == b.error);
+    CHECK(a.version == b.version);
 }
 
 /// A raw SQLite connection, to look at or lock the file behind the store's back.
@@ -202,14 +203,14 @@ private:
 // ---------------------------------------------------------------------------
 // Opening
 
-TEST_CASE("sqlite_job_store creates a WAL database at schema version 2", "[store]")
+TEST_CASE("sqlite_job_store creates a WAL database at schema version 3", "[store]")
 {
     test::temp_dir dir;
     const auto path = dir.file("jobs.db");
     { sqlite_job_store store{path}; }
     raw_db raw{path};
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.text("PRAGMA user_version") == "2");
+    CHECK(raw.text("PRAGMA user_version") == "3");
     // Reopening an up-to-date file migrates nothing and works.
     CHECK_NOTHROW(sqlite_job_store{path});
 }
@@ -254,7 +255,7 @@ TEST_CASE("sqlite_job_store refuses a database from a newer schema version", "[s
     { sqlite_job_store store{path}; }
     {
         raw_db raw{path};
-        REQUIRE(raw.exec("PRAGMA user_version = 3") == SQLITE_OK);
+        REQUIRE(raw.exec("PRAGMA user_version = 4") == SQLITE_OK);
     }
     CHECK_THROWS_AS(sqlite_job_store{path}, std::system_error);
 }
@@ -270,6 +271,7 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
         // Version 1 as it was: no per-account total, v1's triggers.
         raw_db raw{f.path};
         REQUIRE(raw.exec(R"sql(
+            ALTER TABLE jobs DROP COLUMN version;
             DROP TRIGGER jobs_count_insert;
             DROP TRIGGER jobs_count_delete;
             ALTER TABLE account_queue DROP COLUMN total;
@@ -294,7 +296,7 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
     f.reopen();
     {
         raw_db raw{f.path};
-        CHECK(raw.text("PRAGMA user_version") == "2");
+        CHECK(raw.text("PRAGMA user_version") == "3");
     }
     const auto total = [&](std::int64_t account) {
         auto p = f.store->list(account, 0, 10, f.ec);
@@ -315,6 +317,40 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
     }
     CHECK(total(3) == 0);
     CHECK(f.list_ids(3, 0, 10).empty());
+}
+
+TEST_CASE("sqlite_job_store migrates a version 2 file: every job at version 1, data intact", "[store]")
+{
+    store_fixture f;
+    f.create("queued");
+    f.create("running");
+    f.clock.advance(1ms);
+    f.create("done");
+    f.claim_required();                       // "queued" (oldest)
+    f.complete(f.claim_required(), "k-run");  // "running"
+    std::vector<export_job> before;
+    for (const char* id : {"queued", "running", "done"})
+        before.push_back(f.find(id));
+    f.store.reset();
+    {
+        // Version 2 as it was: no version column.
+        raw_db raw{f.path};
+        REQUIRE(raw.exec("ALTER TABLE jobs DROP COLUMN version; PRAGMA user_version = 2;") == SQLITE_OK);
+    }
+    f.reopen();
+    {
+        raw_db raw{f.path};
+        CHECK(raw.text("PRAGMA user_version") == "3");
+    }
+    for (auto& old : before) {
+        INFO(old.id);
+        old.version = 1;
+        require_same(f.find(old.id), old);
+    }
+    // And it is kept from there on.
+    const auto claimed = f.claim_required();
+    CHECK(claimed.id == "done");
+    CHECK(claimed.version == 2);
 }
 
 TEST_CASE("sqlite_job_store: a regenerate with an idempotency key answers its retries", "[store]")
@@ -855,7 +891,7 @@ TEST_CASE("sqlite_job_store: writes with a stale lease are refused and change no
 
     // worker-1 stalls; its lease runs out and worker-2 takes the job over.
     f.clock.advance(31s);
-    auto requeued = f.store->requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, f.ec);
+    auto requeued = f.store->requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, f.ec).jobs;
     REQUIRE_FALSE(f.ec);
     REQUIRE(requeued.size() == 1);
     const auto second = f.claim_required("worker-2");
@@ -878,7 +914,9 @@ TEST_CASE("sqlite_job_store: writes with a stale lease are refused and change no
         CHECK_FALSE(f.ec);
         require_same(f.find("job"), held);
     }
-    CHECK(f.files().empty()); // the refused completion left no file behind to track
+    // The refused completion left no file behind to track; the lost claim's
+    // own key is listed since the requeue.
+    CHECK(f.files() == std::set<std::pair<std::string, std::string>>{{"job", "job-1.csv"}});
 
     // An unknown job has no lease to hold.
     CHECK_FALSE(f.store->complete("nope", second.lease, done, f.clock.now(), f.ec));
@@ -909,40 +947,41 @@ TEST_CASE("sqlite_job_store::complete_and_claim completes and claims in one tran
     const auto a = f.claim_required("w");
     const completion done{.row_count = 3, .file_size = 9, .checksum = "c", .file_key = "a-1.csv",
                           .completed_at = f.clock.now(), .expires_at = f.clock.now() + 1h};
+    const claim_request next_claim{.owner = "w", .now = f.clock.now(), .lease_until = f.clock.now() + 30s,
+                                   .per_account_limit = 2};
 
     // A refused completion claims nothing: "b" stays queued.
-    std::optional<export_job> next;
-    boost::system::error_code claim_ec;
-    CHECK_FALSE(f.store->complete_and_claim("a", job_lease{"w", 7}, done, f.clock.now(), "w",
-                                            f.clock.now() + 30s, 2, next, claim_ec, f.ec));
+    auto refused = f.store->complete_and_claim(
+        {.id = "a", .lease = job_lease{"w", 7}, .result = done, .now = f.clock.now(), .next = next_claim}, f.ec);
     CHECK(f.ec == errc::lease_lost);
-    CHECK_FALSE(next);
+    CHECK_FALSE(refused.completed);
+    CHECK_FALSE(refused.next);
     CHECK(f.find("b").status == export_status::queued);
 
     // The holder's completion takes "b" with it, both durable together.
-    const auto after = f.store->complete_and_claim("a", a.lease, done, f.clock.now(), "w", f.clock.now() + 30s,
-                                                   2, next, claim_ec, f.ec);
+    auto after = f.store->complete_and_claim(
+        {.id = "a", .lease = a.lease, .result = done, .now = f.clock.now(), .next = next_claim}, f.ec);
     REQUIRE_FALSE(f.ec);
-    REQUIRE(after);
-    CHECK_FALSE(claim_ec);
-    CHECK(after->status == export_status::available);
-    CHECK(after->file_key == "a-1.csv");
-    REQUIRE(next);
-    CHECK(next->id == "b");
-    CHECK(next->status == export_status::processing);
-    CHECK(next->lease == job_lease{"w", 1});
-    require_same(f.find("b"), *next);
+    REQUIRE(after.completed);
+    CHECK_FALSE(after.claim_error);
+    CHECK(after.completed->status == export_status::available);
+    CHECK(after.completed->file_key == "a-1.csv");
+    REQUIRE(after.next);
+    CHECK(after.next->id == "b");
+    CHECK(after.next->status == export_status::processing);
+    CHECK(after.next->lease == job_lease{"w", 1});
+    require_same(f.find("b"), *after.next);
 
     // Nothing left to claim: the completion still lands.
     const completion done_b{.row_count = 1, .file_size = 1, .checksum = "d", .file_key = "b-1.csv",
                             .completed_at = f.clock.now(), .expires_at = f.clock.now() + 1h};
-    const auto last = f.store->complete_and_claim("b", next->lease, done_b, f.clock.now(), "w",
-                                                  f.clock.now() + 30s, 2, next, claim_ec, f.ec);
+    auto last = f.store->complete_and_claim(
+        {.id = "b", .lease = after.next->lease, .result = done_b, .now = f.clock.now(), .next = next_claim}, f.ec);
     REQUIRE_FALSE(f.ec);
-    REQUIRE(last);
-    CHECK(last->status == export_status::available);
-    CHECK_FALSE(next);
-    CHECK_FALSE(claim_ec);
+    REQUIRE(last.completed);
+    CHECK(last.completed->status == export_status::available);
+    CHECK_FALSE(last.next);
+    CHECK_FALSE(last.claim_error);
 }
 
 TEST_CASE("sqlite_job_store::heartbeat renews the lease and records progress", "[store]")
@@ -964,7 +1003,7 @@ TEST_CASE("sqlite_job_store::heartbeat renews the lease and records progress", "
 
     // Past the old deadline the job is still held.
     f.clock.set(lease_end + 1s);
-    auto requeued = f.store->requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, f.ec);
+    auto requeued = f.store->requeue_expired_leases(f.clock.now(), 3, {"X", "x"}, f.ec).jobs;
     REQUIRE_FALSE(f.ec);
     CHECK(requeued.empty());
     CHECK(f.find("job").status == export_status::processing);
@@ -1009,7 +1048,7 @@ TEST_CASE("sqlite_job_store::requeue_expired_leases requeues, or fails a job out
     for (int i = 0; i < 2; ++i) {
         REQUIRE(f.claim_required().id == "tired");
         f.clock.advance(31s);
-        auto r = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec);
+        auto r = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec).jobs;
         REQUIRE_FALSE(f.ec);
         REQUIRE(r.size() == 1);
         CHECK(r[0].status == export_status::queued);
@@ -1023,7 +1062,7 @@ TEST_CASE("sqlite_job_store::requeue_expired_leases requeues, or fails a job out
 
     f.clock.advance(21s); // tired and fresh are 1 s past their leases
     const timestamp now = f.clock.now();
-    auto changed = f.store->requeue_expired_leases(now, 3, exhausted, f.ec);
+    auto changed = f.store->requeue_expired_leases(now, 3, exhausted, f.ec).jobs;
     REQUIRE_FALSE(f.ec);
     REQUIRE(changed.size() == 2);
     std::sort(changed.begin(), changed.end(), [](auto& x, auto& y) { return x.id < y.id; });
@@ -1045,11 +1084,11 @@ TEST_CASE("sqlite_job_store::requeue_expired_leases requeues, or fails a job out
 
     // A lease ending exactly now has not run out yet.
     f.clock.set(*holding.lease_expires_at);
-    auto none = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec);
+    auto none = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec).jobs;
     REQUIRE_FALSE(f.ec);
     CHECK(none.empty());
     f.clock.advance(1ms);
-    auto last = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec);
+    auto last = f.store->requeue_expired_leases(f.clock.now(), 3, exhausted, f.ec).jobs;
     REQUIRE(last.size() == 1);
     CHECK(last[0].id == "holding");
 }
@@ -1101,7 +1140,7 @@ TEST_CASE("sqlite_job_store::expire_due takes at most `limit` jobs, earliest exp
     CHECK(rest[0].id == "z");
 }
 
-TEST_CASE("sqlite_job_store: files_to_delete and clear_file", "[store]")
+TEST_CASE("sqlite_job_store: files_to_delete and forget_file", "[store]")
 {
     store_fixture f;
     using files = std::set<std::pair<std::string, std::string>>;
@@ -1112,9 +1151,9 @@ TEST_CASE("sqlite_job_store: files_to_delete and clear_file", "[store]")
     f.complete(f.claim_required(), "k-live");
     CHECK(f.files() == files{{"old", "k-old"}}); // an available file is never offered
 
-    f.clear_file_checked("old", "k-other"); // not its key: nothing happens
+    f.forget_file_checked("old", "k-other"); // not its key: nothing happens
     CHECK(f.files() == files{{"old", "k-old"}});
-    f.clear_file_checked("old", "k-old");
+    f.forget_file_checked("old", "k-old");
     CHECK(f.files().empty());
     CHECK(f.find("old").file_key.empty());
     CHECK(f.find("old").status == export_status::expired);
@@ -1187,7 +1226,9 @@ TEST_CASE("sqlite_job_store::regenerate requeues expired and failed jobs only", 
         require_refused(errc::export_not_expired);
         f.clock.set(*done.expires_at);
         require_regenerated(regen(f, 1, "job"));
-        CHECK(f.files() == std::set<std::pair<std::string, std::string>>{{"job", "k1"}});
+        // k1, and the key of the claim before the new one (job-1.csv, k1's
+        // claim, under the engine's naming).
+        CHECK(f.files() == std::set<std::pair<std::string, std::string>>{{"job", "k1"}, {"job", "job-1.csv"}});
     }
     SECTION("queued, processing or available are refused")
     {
@@ -1222,25 +1263,28 @@ TEST_CASE("sqlite_job_store: a regenerated job's old files are still offered for
     auto offered = f.store->files_to_delete(10, f.ec);
     REQUIRE_FALSE(f.ec);
     REQUIRE(offered.size() == 1);
-    CHECK(offered[0].id == "job");
+    CHECK(offered[0].job_id == "job");
     CHECK(offered[0].file_key == "k1");
-    CHECK(offered[0].status == export_status::queued);
+    CHECK(f.find("job").status == export_status::queued);
     CHECK(f.find("job").file_key.empty());
 
     // The next run publishes k2 and expires; the user regenerates again
-    // before any sweep: both old files are offered, the job names neither.
+    // before any sweep: both old files are offered, the job names neither
+    // (and each claim after the first offers its previous claim's key too).
     f.expired_job("job", "k2");
-    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}});
+    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}, {"job", "job-1.csv"}});
     REQUIRE(regen(f, 1, "job"));
-    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}});
+    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}, {"job", "job-1.csv"}});
 
     // A third run publishes k3: that file is live, not offered.
     f.complete(f.claim_required(), "k3");
-    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}});
+    CHECK(f.files() == files{{"job", "k1"}, {"job", "k2"}, {"job", "job-1.csv"}, {"job", "job-2.csv"}});
 
-    f.clear_file_checked("job", "k1");
+    f.forget_file_checked("job", "k1");
+    f.forget_file_checked("job", "job-1.csv");
+    f.forget_file_checked("job", "job-2.csv");
     CHECK(f.files() == files{{"job", "k2"}});
-    f.clear_file_checked("job", "k2");
+    f.forget_file_checked("job", "k2");
     CHECK(f.files().empty());
     CHECK(f.find("job").file_key == "k3");
     CHECK(f.find("job").status == export_status::available);
@@ -1261,7 +1305,7 @@ TEST_CASE("sqlite_job_store::prune deletes old finished jobs that name no file, 
     }
     f.expired_job("expired-with-file", "k1");
     f.expired_job("expired-cleared", "k2");
-    f.clear_file_checked("expired-cleared", "k2");
+    f.forget_file_checked("expired-cleared", "k2");
     f.expired_job("regenerated-then-failed", "k3"); // its old file stays to delete
     REQUIRE(regen(f, 1, "regenerated-then-failed"));
     {
@@ -1300,9 +1344,11 @@ TEST_CASE("sqlite_job_store::prune deletes old finished jobs that name no file, 
     CHECK(reused.created);
 
     // Once the files are deleted, those go too.
-    f.clear_file_checked("expired-with-file", "k1");
-    f.clear_file_checked("regenerated-then-failed", "k3");
-    CHECK(f.store->prune(cutoff, f.ec) == 2);
+    f.forget_file_checked("expired-with-file", "k1");
+    f.forget_file_checked("regenerated-then-failed", "k3");
+    CHECK(f.store->prune(cutoff, f.ec) == 1); // its first claim's key is still listed
+    f.forget_file_checked("regenerated-then-failed", "regenerated-then-failed-1.csv");
+    CHECK(f.store->prune(cutoff, f.ec) == 1);
     CHECK(f.store->prune(cutoff, f.ec) == 0);
     REQUIRE_FALSE(f.ec);
 }

@@ -151,6 +151,15 @@ struct export_job {
     [[nodiscard]] bool is_available_for_download(timestamp now) const noexcept;
 };
 
+/// The sink key of the file the claim holding lease token `token` publishes
+/// job `job` under: `<id>-<token>.csv`, or `<id>-<token>.csv.gz` when
+/// compressed. Built from the job's id and the token only, never from user
+/// input. Tokens are never reused, so every attempt has its own key and a
+/// stale worker's publish can never replace the current attempt's file. The
+/// engine names its files with it, and a job store uses it to name the file a
+/// lost or superseded claim may have left (job_store: superseded files).
+[[nodiscard]] std::string export_file_key(const export_job& job, std::int64_t token);
+
 /// The file name a download is offered under: `contacts-<id>.csv`,
 /// `delivery-reports-<id>.csv`, with `.gz` appended when compressed.
 [[nodiscard]] std::string download_filename(const export_job& job);

@@ -285,18 +285,8 @@ export_outcome scheduler::execute(running_job& rj) noexcept
 {
     const export_job& job = rj.job;
     try {
-        // The previous claim's file, in case that claim published and died
-        // before recording it and the requeue's removal of it was lost to a
-        // second crash. A claimed job was queued and a queued job names no
-        // file, so that key is nobody's; a previous claim still running is
-        // refused on complete (the token moved on) and removes its own.
-        // Missing is success.
-        if (job.lease.token > 1) {
-            error_code rec;
-            core_.sink.remove(file_key(job, job.lease.token - 1), rec);
-        }
         error_code ec;
-        const std::string key = file_key(job, job.lease.token);
+        const std::string key = export_file_key(job, job.lease.token);
         std::unique_ptr<sink_writer> file = core_.sink.create(key, ec);
         if (ec || !file)
             return {.ec = ec ? ec : make_error_code(errc::sink_failed), .detail = "creating " + key};

@@ -60,15 +60,19 @@ error_code sweeper::delete_expire_prune()
     transitions_.expire_due(ec);
     keep(ec);
     ec = {};
-    for (const export_job& j : core_.store.files_to_delete(1000, ec)) {
+    // Expired and failed jobs' files, and the files the store recorded as
+    // superseded (regenerated jobs, lost and earlier claims): delete, then
+    // forget. A crash between the two deletes again next time (a missing
+    // file is success), so no file is ever leaked.
+    for (const file_to_delete& f : core_.store.files_to_delete(1000, ec)) {
         error_code rec;
-        core_.sink.remove(j.file_key, rec);
+        core_.sink.remove(f.file_key, rec);
         if (rec) {
-            core_.log(log_level::error, "deleting file " + j.file_key + " failed: " + rec.message());
+            core_.log(log_level::error, "deleting file " + f.file_key + " failed: " + rec.message());
             keep(rec);
             continue;
         }
-        core_.store.clear_file(j.id, j.file_key, rec);
+        core_.store.forget_file(f.job_id, f.file_key, rec);
         keep(rec);
     }
     keep(ec);

@@ -22,15 +22,6 @@ job_error user_error(const error_code& ec, bool retries_exhausted)
             "export to try again."};
 }
 
-std::string file_key(const export_job& job, std::int64_t token)
-{
-    // Built from our own id and lease token only: never from user input.
-    // The token makes every attempt's file distinct, so a stale worker's
-    // publish can never replace the current attempt's file.
-    return job.id + "-" + std::to_string(token)
-           + (job.request.format.compression == compression_kind::gzip ? ".csv.gz" : ".csv");
-}
-
 create_result transitions::create(const new_job& job, const std::optional<idempotency_key>& key,
                                   error_code& ec)
 {
@@ -99,12 +90,22 @@ std::optional<export_job> transitions::record(const export_job& job, const expor
                               .completed_at = now,
                               .expires_at = now + core_.opt.file_retention};
         if (claim_next) {
-            error_code claim_ec;
-            after = core_.store.complete_and_claim(job.id, job.lease, done, now, core_.owner,
-                                                   now + core_.opt.lease_duration,
-                                                   core_.opt.max_jobs_per_account, next, claim_ec, ec);
-            if (claim_ec)
-                core_.log(log_level::error, "claiming a job failed: " + claim_ec.message());
+            // One store transaction where the store can: the completion and
+            // this slot's next claim share one durable commit.
+            complete_result r = core_.store.complete_and_claim(
+                {.id = job.id,
+                 .lease = job.lease,
+                 .result = done,
+                 .now = now,
+                 .next = claim_request{.owner = core_.owner,
+                                       .now = now,
+                                       .lease_until = now + core_.opt.lease_duration,
+                                       .per_account_limit = core_.opt.max_jobs_per_account}},
+                ec);
+            after = std::move(r.completed);
+            next = std::move(r.next);
+            if (r.claim_error)
+                core_.log(log_level::error, "claiming a job failed: " + r.claim_error.message());
         } else {
             after = core_.store.complete(job.id, job.lease, done, now, ec);
         }
@@ -135,31 +136,20 @@ std::optional<export_job> transitions::record(const export_job& job, const expor
 
 bool transitions::requeue_expired_leases(error_code& ec)
 {
-    std::vector<job_lease> lost;
     const int max_attempts = core_.opt.max_attempts;
-    const std::vector<export_job> changed = core_.store.requeue_expired_leases(
+    // The store lists each lost claim's file (it may have been published
+    // just before the claim died) among the files to delete, in the same
+    // transaction; the sweep deletes it with the others.
+    const requeue_result changed = core_.store.requeue_expired_leases(
         core_.clk.now(), max_attempts,
         {"ATTEMPTS_EXHAUSTED",
          "The export was interrupted " + std::to_string(max_attempts) + " times; regenerate it to try again."},
-        ec, &lost);
+        ec);
     bool any_queued = false;
-    for (std::size_t i = 0; i < changed.size(); ++i) {
-        const export_job& j = changed[i];
+    for (const export_job& j : changed.jobs) {
         notifier_.publish(j);
         core_.log(log_level::warning, "job " + j.id + " lost its lease; now " + std::string(to_string(j.status)));
         any_queued |= j.status == export_status::queued;
-        // The lost claim may have published its file before it died (a
-        // crash between the rename and the store's complete): that key is
-        // nobody's now — its token is never claimed again, and a worker that
-        // is merely late is refused on complete and removes its own — so
-        // remove it, or it would stay forever. A missing file is success.
-        if (i >= lost.size())
-            continue;
-        const std::string key = file_key(j, lost[i].token);
-        error_code rec;
-        core_.sink.remove(key, rec);
-        if (rec)
-            core_.log(log_level::error, "deleting the lost claim's file " + key + " failed: " + rec.message());
     }
     return any_queued;
 }

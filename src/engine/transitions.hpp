@@ -82,7 +82,4 @@ private:
 /// never internals.
 [[nodiscard]] job_error user_error(const boost::system::error_code& ec, bool retries_exhausted);
 
-/// The file the claim with lease token `token` of `job` writes.
-[[nodiscard]] std::string file_key(const export_job& job, std::int64_t token);
-
 } // namespace exportengine::detail

@@ -13,19 +13,21 @@
 // `busy_timeout`, then the call fails with errc::store_failed. (SQLite's
 // locks need a local file system: do not share the file over NFS.)
 //
-// Files, and why none is ever leaked. A job names at most one live file
-// (`file_key`). `expire_due` keeps that key until `clear_file`, as the
-// interface asks. `regenerate` must not forget an old file either — the next
-// completion writes a new key — so it moves a non-empty `file_key` to
-// `stale_files`, and `files_to_delete` reports such a superseded file as the
-// job's current record with `file_key` replaced by the old key (the job itself
-// may then be queued, processing or available). The sweeper deletes what it
-// is given and calls `clear_file(job.id, job.file_key)` in both cases. For the
-// same reason `complete` moves a different key it would overwrite to
-// `stale_files`. A job is pruned only when it names no file at all. File keys
-// must be unique per attempt (include the lease token, say): a regenerated
-// job published under its old key could otherwise be deleted by a sweep that
-// read the old entry just before.
+// Files, and why none is ever leaked (job_store.hpp, "Superseded files"). A
+// job names at most one live file (`file_key`); the superseded keys are rows
+// of `stale_files`, written in the transaction that supersedes them:
+// `regenerate` moves a non-empty `file_key` there, `complete` a different key
+// it would overwrite, `requeue_expired_leases` the lost claim's
+// `export_file_key(job, token)`, and a claim with token t > 1
+// `export_file_key(job, t - 1)`. A job is pruned only when it names no file
+// at all (stale_files has no cascade: deleting a job that still has one is an
+// error, never a leak).
+//
+// Clock: the store uses the caller's `now` (uses_own_clock() is false), so
+// tests move time with a manual clock.
+//
+// `version` is a column of `jobs`, incremented by every UPDATE that changes
+// the job (not the heartbeat's).
 //
 // A job's `lease` is {"", 0} unless it is processing; the store remembers the
 // last token it issued, so a job's tokens increase and are never reused.
@@ -60,7 +62,7 @@ struct sqlite_job_store_options {
 class sqlite_job_store final : public job_store {
 public:
     /// Opens `path`, creating the file if it does not exist, and creates or
-    /// migrates the schema (PRAGMA user_version; currently 1). The directory
+    /// migrates the schema (PRAGMA user_version; currently 3). The directory
     /// must exist. Throws std::system_error with errc::store_failed when the
     /// file cannot be opened or created, is not a database (or is corrupt),
     /// or was written by a newer schema version; the message names the file.
@@ -110,12 +112,9 @@ public:
     std::optional<export_job> complete(std::string_view id, const job_lease& l,
                                        const completion& result, timestamp now,
                                        boost::system::error_code& ec) override;
-    std::optional<export_job> complete_and_claim(std::string_view id, const job_lease& l,
-                                                 const completion& result, timestamp now,
-                                                 const std::string& owner, timestamp lease_until,
-                                                 int per_account_limit, std::optional<export_job>& next,
-                                                 boost::system::error_code& claim_ec,
-                                                 boost::system::error_code& ec) override;
+    /// complete() and claim() in one transaction (one fsync). The claim runs
+    /// under a savepoint: its failure rolls back only itself.
+    complete_result complete_and_claim(const completion_request& r, boost::system::error_code& ec) override;
 
     /// processing -> failed with `error`, the lease cleared. nullopt and
     /// errc::lease_lost when `l` is not the current lease.
@@ -130,26 +129,23 @@ public:
     /// Processing jobs whose lease expired before `now` go back to queued, or
     /// to failed with `exhausted` when attempt >= `max_attempts`; the lease is
     /// cleared. Returns the changed jobs in their new state.
-    std::vector<export_job> requeue_expired_leases(timestamp now, int max_attempts,
-                                                   const job_error& exhausted,
-                                                   boost::system::error_code& ec,
-                                                   std::vector<job_lease>* lost = nullptr) override;
+    requeue_result requeue_expired_leases(timestamp now, int max_attempts, const job_error& exhausted,
+                                          boost::system::error_code& ec) override;
 
     /// Up to `limit` available jobs with expires_at <= `now` become expired
     /// (earliest expiry first), keeping their file_key. Returns them.
     std::vector<export_job> expire_due(timestamp now, std::size_t limit,
                                        boost::system::error_code& ec) override;
 
-    /// Up to `limit` files to delete: expired or failed jobs that still name
-    /// a file, and files a regeneration superseded (see the top of this
-    /// header: the job's record with `file_key` set to the superseded key).
-    std::vector<export_job> files_to_delete(std::size_t limit,
-                                            boost::system::error_code& ec) override;
+    /// Up to `limit` files to delete: the live keys of expired or failed jobs,
+    /// and the superseded keys of `stale_files`.
+    std::vector<file_to_delete> files_to_delete(std::size_t limit,
+                                                boost::system::error_code& ec) override;
 
-    /// Forgets `file_key` for job `id` — its live key or a superseded one —
-    /// only if the job still names it. No error when it does not.
-    void clear_file(std::string_view id, std::string_view file_key,
-                    boost::system::error_code& ec) override;
+    /// Forgets `file_key` for job `job_id` — a superseded key, or its live key
+    /// while the job is expired or failed. No error when it has no such key.
+    void forget_file(std::string_view job_id, std::string_view file_key,
+                     boost::system::error_code& ec) override;
 
     /// expired or failed -> queued; also an available job whose file expired
     /// at or before `now` (recorded as available -> expired -> queued).
