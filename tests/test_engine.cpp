@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <thread>
 
 using namespace exportengine;
 using namespace std::chrono_literals;
@@ -456,6 +457,128 @@ TEST_CASE("graceful stop puts a running job back to queued without using an atte
     CHECK(std::filesystem::is_empty(f.dir.file("files")));
     CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request(), std::nullopt, t); })
           == errc::shutting_down);
+}
+
+namespace {
+
+/// A job store whose creates return 60 ms after they commit: meanwhile a
+/// claim on another thread (the scheduler's loop, or a completion's
+/// complete_and_claim) can take the new job and report that before the
+/// create reports. Everything else is the real SQLite store.
+class slow_create_store final : public job_store {
+public:
+    explicit slow_create_store(job_store& inner) : inner_(inner) {}
+    create_result create(const new_job& j, const std::optional<idempotency_key>& k, boost::system::error_code& ec) override
+    {
+        auto r = inner_.create(j, k, ec);
+        std::this_thread::sleep_for(60ms);
+        return r;
+    }
+    job_page list(std::int64_t a, std::int64_t p, std::int64_t l, boost::system::error_code& ec) override
+    {
+        return inner_.list(a, p, l, ec);
+    }
+    std::optional<export_job> get(std::int64_t a, std::string_view id, boost::system::error_code& ec) override
+    {
+        return inner_.get(a, id, ec);
+    }
+    std::optional<export_job> find(std::string_view id, boost::system::error_code& ec) override
+    {
+        return inner_.find(id, ec);
+    }
+    std::optional<export_job> claim(const std::string& o, timestamp now, timestamp until, int limit,
+                                    boost::system::error_code& ec) override
+    {
+        return inner_.claim(o, now, until, limit, ec);
+    }
+    bool heartbeat(std::string_view id, const job_lease& l, timestamp now, timestamp until, std::int64_t rows,
+                   boost::system::error_code& ec) override
+    {
+        return inner_.heartbeat(id, l, now, until, rows, ec);
+    }
+    std::optional<export_job> complete(std::string_view id, const job_lease& l, const completion& c, timestamp now,
+                                       boost::system::error_code& ec) override
+    {
+        return inner_.complete(id, l, c, now, ec);
+    }
+    complete_result complete_and_claim(const completion_request& r, boost::system::error_code& ec) override
+    {
+        return inner_.complete_and_claim(r, ec);
+    }
+    std::optional<export_job> fail(std::string_view id, const job_lease& l, const job_error& e, timestamp now,
+                                   boost::system::error_code& ec) override
+    {
+        return inner_.fail(id, l, e, now, ec);
+    }
+    std::optional<export_job> release(std::string_view id, const job_lease& l, timestamp now,
+                                      boost::system::error_code& ec) override
+    {
+        return inner_.release(id, l, now, ec);
+    }
+    requeue_result requeue_expired_leases(timestamp now, int max, const job_error& e,
+                                          boost::system::error_code& ec) override
+    {
+        return inner_.requeue_expired_leases(now, max, e, ec);
+    }
+    std::vector<export_job> expire_due(timestamp now, std::size_t limit, boost::system::error_code& ec) override
+    {
+        return inner_.expire_due(now, limit, ec);
+    }
+    std::vector<file_to_delete> files_to_delete(std::size_t limit, boost::system::error_code& ec) override
+    {
+        return inner_.files_to_delete(limit, ec);
+    }
+    void forget_file(std::string_view id, std::string_view key, boost::system::error_code& ec) override
+    {
+        inner_.forget_file(id, key, ec);
+    }
+    std::optional<regenerate_result> regenerate(std::int64_t a, std::string_view id, timestamp now,
+                                                const std::optional<idempotency_key>& k,
+                                                boost::system::error_code& ec) override
+    {
+        return inner_.regenerate(a, id, now, k, ec);
+    }
+    std::int64_t prune(timestamp t, boost::system::error_code& ec) override { return inner_.prune(t, ec); }
+
+private:
+    job_store& inner_;
+};
+
+} // namespace
+
+TEST_CASE("each job's notifications arrive in store-version order, one per change", "[engine][notify]")
+{
+    // Creates one after another that report 60 ms after they commit, while
+    // the scheduler, woken by the previous create, goes on claiming: it
+    // takes the new job before its create has reported. (Without the
+    // notifier's ordering this fails: the claim's notification is delivered
+    // first and the create's is then out of order.) The hook must see
+    // queued -> processing -> available for every job, versions 1, 2, 3.
+    test::engine_fixture f;
+    slow_create_store store(f.store);
+    auto o = f.default_options();
+    o.max_concurrent_jobs = 4;
+    o.max_jobs_per_account = 4;
+    o.io_threads = 2;
+    engine e(f.host.get_executor(), store, f.source, f.sink, f.signer, f.clock, o,
+             engine_hooks{.on_state_change = [&](const export_job& j) { f.events.record(j); },
+                          .log = [&](log_level, std::string_view l) { f.logs.add(l); }});
+    e.start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 20; ++i)
+        ids.push_back(e.async_create_export(1, contacts_request(), std::nullopt, asio::use_future).get().job.id);
+    for (const std::string& id : ids)
+        REQUIRE(f.events.wait_for(id, export_status::available));
+    for (const std::string& id : ids) {
+        const std::vector<export_job> ev = f.events.events_of(id);
+        REQUIRE(ev.size() == 3);
+        CHECK(ev[0].status == export_status::queued);
+        CHECK(ev[1].status == export_status::processing);
+        CHECK(ev[2].status == export_status::available);
+        for (std::size_t k = 0; k < ev.size(); ++k)
+            CHECK(ev[k].version == static_cast<std::int64_t>(k + 1));
+    }
+    e.async_stop(5s, asio::use_future).get();
 }
 
 TEST_CASE("a stop cancels a job waiting to retry at once, and gives it back to the queue", "[engine][stop]")

@@ -62,6 +62,17 @@ public:
         return out;
     }
 
+    /// Every reported change of `id`, in the order reported.
+    std::vector<export_job> events_of(const std::string& id)
+    {
+        std::lock_guard lk(mu_);
+        std::vector<export_job> out;
+        for (const auto& e : events_)
+            if (e.id == id)
+                out.push_back(e);
+        return out;
+    }
+
     /// The ids in the order they were reported `processing`.
     std::vector<std::string> claim_order()
     {
