@@ -74,16 +74,18 @@ source_error or_internal(source_error e, const char* what)
 
 // ---------------------------------------------------------------------------
 // One lane: a reader thread fills batches, this thread formats them.
+//
+// A small export never starts that thread: this thread reads and formats
+// inline until a batch comes back full, and only then hands the open cursor
+// to a reader thread. Batches are allocated as the reader needs them (up to
+// read_ahead_batches), so a ten-row export costs one batch and no thread.
 
 class single_lane {
 public:
     single_lane(export_plan& plan, std::size_t columns, const run_export_options& opt)
-        : plan_(plan), pool_(std::max<std::size_t>(opt.read_ahead_batches, 2))
+        : plan_(plan), columns_(columns), capacity_(std::max<std::size_t>(opt.batch_rows, 1)),
+          max_batches_(std::max<std::size_t>(opt.read_ahead_batches, 2))
     {
-        for (auto& b : pool_) {
-            b.reset(columns, std::max<std::size_t>(opt.batch_rows, 1));
-            free_.push_back(&b);
-        }
     }
 
     ~single_lane()
@@ -96,6 +98,8 @@ public:
     run_export_result run(csv_writer& csv, const run_export_control& ctl)
     {
         run_export_result r;
+        if (read_inline(csv, ctl, r))
+            return r;
         thread_ = std::thread([this] { read(); });
         for (;;) {
             if (stop_requested(ctl)) {
@@ -142,6 +146,71 @@ public:
     }
 
 private:
+    /// Reads and formats on this thread until the export ends (true: `r` is
+    /// the result) or a batch comes back full (false: the open cursor is
+    /// left in cur_ for the reader thread, the batch in free_).
+    bool read_inline(csv_writer& csv, const run_export_control& ctl, run_export_result& r)
+    {
+        try {
+            row_batch& b = pool_.emplace_back(columns_, capacity_);
+            for (;;) {
+                if (stop_requested(ctl)) {
+                    r.cancelled = true;
+                    return true;
+                }
+                source_error err;
+                if (!cur_) {
+                    slice s;
+                    if (!plan_.next_slice(0, s, err)) {
+                        if (err) {
+                            r.ec = err.code;
+                            r.detail = std::move(err.detail);
+                        }
+                        return true;
+                    }
+                    cur_ = plan_.open(0, s, err);
+                    if (!cur_) {
+                        err = or_internal(std::move(err), "open");
+                        r.ec = err.code;
+                        r.detail = std::move(err.detail);
+                        return true;
+                    }
+                }
+                b.clear();
+                const std::size_t n = cur_->fill(b, err);
+                b.drop_partial_row();
+                if (!b.empty()) {
+                    format_rows(csv, b);
+                    r.rows += static_cast<std::int64_t>(b.rows());
+                    publish_rows(ctl, r.rows);
+                    if (csv.error()) {
+                        r.ec = csv.error();
+                        r.detail = "writing the file";
+                        return true;
+                    }
+                }
+                if (err) {
+                    r.ec = err.code;
+                    r.detail = std::move(err.detail);
+                    return true;
+                }
+                if (n == 0) {
+                    cur_.reset(); // the slice's end
+                    continue;
+                }
+                if (b.full()) {
+                    free_.push_back(&b);
+                    return false;
+                }
+            }
+        } catch (const std::exception& e) {
+            const source_error err = internal("reader", e);
+            r.ec = err.code;
+            r.detail = err.detail;
+            return true;
+        }
+    }
+
     void finish(std::optional<source_error> e)
     {
         {
@@ -157,24 +226,35 @@ private:
     {
         try {
             for (;;) {
-                slice s;
+                // The cursor the inline phase left open first, then the
+                // plan's next slices.
+                std::unique_ptr<row_cursor> cur = std::move(cur_);
                 source_error err;
-                if (!plan_.next_slice(0, s, err))
-                    return finish(err ? std::optional(std::move(err)) : std::nullopt);
-                std::unique_ptr<row_cursor> cur = plan_.open(0, s, err);
-                if (!cur)
-                    return finish(or_internal(std::move(err), "open"));
+                if (!cur) {
+                    slice s;
+                    if (!plan_.next_slice(0, s, err))
+                        return finish(err ? std::optional(std::move(err)) : std::nullopt);
+                    cur = plan_.open(0, s, err);
+                    if (!cur)
+                        return finish(or_internal(std::move(err), "open"));
+                }
                 for (;;) {
                     row_batch* b = nullptr;
                     {
                         std::unique_lock lk(st_.mu);
-                        st_.cv.wait(lk, [&] { return st_.stop || !free_.empty(); });
+                        st_.cv.wait(lk, [&] { return st_.stop || !free_.empty() || pool_.size() < max_batches_; });
                         if (st_.stop) {
                             lk.unlock();
                             return finish(std::nullopt);
                         }
-                        b = free_.front();
-                        free_.pop_front();
+                        if (!free_.empty()) {
+                            b = free_.front();
+                            free_.pop_front();
+                        } else {
+                            // Only this thread adds batches; the deque
+                            // keeps the others where they are.
+                            b = &pool_.emplace_back(columns_, capacity_);
+                        }
                     }
                     b->clear();
                     const std::size_t n = cur->fill(*b, err);
@@ -196,8 +276,12 @@ private:
     }
 
     export_plan& plan_;
+    const std::size_t columns_;
+    const std::size_t capacity_;
+    const std::size_t max_batches_;
     shared_state st_;
-    std::vector<row_batch> pool_;
+    std::deque<row_batch> pool_;            // grows up to max_batches_; guarded by st_.mu
+    std::unique_ptr<row_cursor> cur_;       // handed from the inline phase to the reader
     std::deque<row_batch*> free_;  // guarded by st_.mu
     std::deque<row_batch*> ready_; // guarded by st_.mu, in file order
     bool done_ = false;            // guarded by st_.mu: the reader ended

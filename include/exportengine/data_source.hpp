@@ -117,11 +117,14 @@ inline void copy_value(char* dst, const char* src, std::size_t n) noexcept
 /// What one cell of a row_batch holds.
 enum class value_kind : std::uint8_t { null, integer, timestamp, text };
 
-/// One value: 16 bytes, no pointer into anything that moves.
+/// One value: 16 bytes, no pointer into anything that moves. Left
+/// uninitialised on purpose (a batch's cells are written before they are
+/// read): allocating a batch must not touch its memory, or every small
+/// export would pay for zeroing cells it never uses.
 struct cell {
-    std::int64_t value = 0;  // the integer, the unix seconds, or the text's offset in the arena
-    std::uint32_t size = 0;  // text bytes
-    value_kind kind = value_kind::null;
+    std::int64_t value;  // the integer, the unix seconds, or the text's offset in the arena
+    std::uint32_t size;  // text bytes
+    value_kind kind;
 };
 
 /// Rows of values, row-major, in buffers the engine owns and reuses: the
@@ -145,7 +148,7 @@ public:
     {
         columns_ = columns;
         capacity_ = capacity == 0 ? 1 : capacity;
-        cells_ = std::make_unique<cell[]>(columns_ * capacity_);
+        cells_ = std::make_unique_for_overwrite<cell[]>(columns_ * capacity_);
         if (!arena_) {
             arena_capacity_ = 16 * 1024;
             arena_ = std::make_unique_for_overwrite<char[]>(arena_capacity_);
