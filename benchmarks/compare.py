@@ -16,7 +16,7 @@ What one run does, for each dataset (contacts; delivery reports) and size:
     time: wall, CPU, peak RSS, and the CPU the rest of the machine used;
  5. checks the last round's output of every tool against the reference
     (csvcheck.py): ours byte for byte, the others row by row after bringing
-    their values to SPEC §4's form; a difference is a loud failure;
+    their values to contract §4's form; a difference is a loud failure;
  6. writes benchmarks/results/<date>-<host>.md and PNG plots.
 The largest size runs every tool; the smaller ones run ours only (the
 scaling plot: rows/s and peak RSS against row count).
@@ -73,7 +73,7 @@ class Dataset:
 
     def query(self):
         """The one query every tool runs: SQLite, PostgreSQL and DuckDB all
-        read it the same way (aliases give SPEC §4's header names)."""
+        read it the same way (aliases give contract §4's header names)."""
         cols = ", ".join(f'{self.alias}.{c} AS "{h}"' for h, c, _ in self.columns)
         return (f"SELECT {cols} FROM {self.table} AS {self.alias} WHERE {self.where} "
                 f"ORDER BY {self.order}")
@@ -1212,10 +1212,10 @@ def write_page(h, path, argv):
     L.append("## How the outputs were checked\n")
     L.append("Every tool's last-round output is read back with Python's `csv` module (`benchmarks/csvcheck.py`): "
              "ours (every variant, gzip decompressed) must be our reference file byte for byte; every other "
-             "tool's rows must equal ours after its values are brought to SPEC §4's form — the formula guard "
+             "tool's rows must equal ours after its values are brought to contract §4's form — the formula guard "
              "applied to free-text columns (and to phone values that are not E.164), timestamps such as "
              "PostgreSQL's and DuckDB's `2024-11-27 09:35:25+00` written as `2024-11-27T09:35:25Z`, integers as "
-             "digits. NULL and '' are both an empty field. The header must be SPEC's names. The `check` column "
+             "digits. NULL and '' are both an empty field. The header must be the contract's names. The `check` column "
              "counts the values normalised per column. A difference fails the run and names the tool and the "
              "first differing row. "
              + ("Every baseline variant (`--baseline`) is held to the same: our reference file, byte for byte. "

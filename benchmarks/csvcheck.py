@@ -1,10 +1,10 @@
 """Do two CSV exports hold the same rows?  The comparison harness
 (compare.py) uses this so that no tool wins by writing less.
 
-Our export writes SPEC §4's form; the other tools write the stored values
+Our export writes contract §4's form; the other tools write the stored values
 in their own representation. Both are read with Python's `csv` module
 (strict RFC 4180 quoting; CRLF or LF line ends, which is how the tools
-differ), and the other tool's values are brought to SPEC §4's form, column
+differ), and the other tool's values are brought to contract §4's form, column
 by column, by the column's kind (the kinds of include/exportengine/schema.hpp):
 
 - free_text: the formula guard — a value starting with `=`, `+`, `-`, `@`,
@@ -18,7 +18,7 @@ by column, by the column's kind (the kinds of include/exportengine/schema.hpp):
   is left alone (and so differs);
 - integer: the decimal digits (`007` → `7`);
 - identifier: unchanged.
-NULL and the empty string both read as an empty field, as SPEC §4 writes
+NULL and the empty string both read as an empty field, as contract §4 writes
 both. Our own file is taken as written (no normalisation), so a formatting
 slip of ours is a difference, not something this hides.
 
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 
 csv.field_size_limit(1 << 30)
 
-# (header name, kind) in file order: SPEC §4 and src/schema.cpp.
+# (header name, kind) in file order: contract §4 and src/schema.cpp.
 CONTACTS = (("id", "integer"), ("phoneNumber", "phone"), ("email", "free_text"),
             ("firstName", "free_text"), ("lastName", "free_text"), ("createdAt", "timestamp"),
             ("updatedAt", "timestamp"))
@@ -93,7 +93,7 @@ NORMALISERS = {"free_text": guard_free_text, "phone": guard_phone, "timestamp": 
 
 
 class Normaliser:
-    """Brings one tool's parsed rows to SPEC §4's form and counts what it
+    """Brings one tool's parsed rows to contract §4's form and counts what it
     changed, per column. `spec_form=True` (our own files): nothing changes."""
 
     def __init__(self, columns, spec_form):

@@ -13,7 +13,7 @@ import csvcheck
 from csvcheck import CONTACTS, DELIVERY_REPORTS
 
 HEADER = "id,phoneNumber,email,firstName,lastName,createdAt,updatedAt"
-# Ours: SPEC §4 (CRLF, formula guard, minimal quoting).
+# Ours: contract §4 (CRLF, formula guard, minimal quoting).
 OURS = [
     HEADER,
     '1,+4915112345678,a@example.com,Anna,"Smith, Jr.",2024-11-27T09:35:25Z,2024-12-01T00:00:00Z',

@@ -22,7 +22,7 @@ done
 packages=(
   # toolchain
   g++ cmake ninja-build pkg-config
-  # libraries (SPEC §1)
+  # libraries (contract §1)
   libboost1.81-dev libboost-json1.81-dev
   libsqlitecpp-dev libsqlite3-dev
   libssl-dev libdeflate-dev zlib1g-dev

@@ -28,7 +28,7 @@ namespace {
 
 // -- small helpers ----------------------------------------------------------
 
-/// Export ids as SPEC §3 allows them: [A-Za-z0-9_-]{1,64}.
+/// Export ids as contract §3 allows them: [A-Za-z0-9_-]{1,64}.
 bool is_export_id(std::string_view s) noexcept
 {
     if (s.empty() || s.size() > 64)

@@ -1,4 +1,4 @@
-// The HTTP API's responses and JSON views (SPEC §3): what every answer is
+// The HTTP API's responses and JSON views (contract §3): what every answer is
 // built from.
 #include "api_views.hpp"
 

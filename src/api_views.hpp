@@ -31,7 +31,7 @@ namespace exportengine::api_internal {
 
 // -- views --------------------------------------------------------------------
 
-/// SPEC §3's export view, as read at `as_of`.
+/// contract §3's export view, as read at `as_of`.
 [[nodiscard]] boost::json::object view(const export_job& j, timestamp as_of);
 /// 202 with the view and a Location header.
 [[nodiscard]] api_response accepted(const export_snapshot& s);

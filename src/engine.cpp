@@ -241,7 +241,7 @@ void engine::do_create(std::int64_t account, export_request r, std::optional<std
         if (ec)
             return export_snapshot{};
         if (!res.created) {
-            // SPEC §3: a replay returns the first answer — the job as it was
+            // contract §3: a replay returns the first answer — the job as it was
             // created (queued), whatever it has become since.
             export_job first = res.job;
             first.status = export_status::queued;

@@ -1,4 +1,4 @@
-// http_api (SPEC §3) over a real engine: SQLite job store file, filesystem
+// http_api (contract §3) over a real engine: SQLite job store file, filesystem
 // sink, HMAC signer, in-memory source, manual clock.
 #include "support/engine_fixture.hpp"
 
@@ -95,7 +95,7 @@ public:
             REQUIRE_FALSE(ec);
         }
         if (out.r.status >= 400) {
-            // SPEC §3's error shape, exactly.
+            // contract §3's error shape, exactly.
             REQUIRE(out.body.is_object());
             CHECK(out.body.as_object().size() == 1);
             const auto& err = out.body.at("error").as_object();
@@ -174,7 +174,7 @@ TEST_CASE("api: routes, methods and malformed ids", "[api]")
     CHECK(allow("DELETE", "/exports/abcDEF_-12") == "GET, HEAD, POST");
     CHECK(allow("POST", "/downloads/abc") == "GET, HEAD");
 
-    // SPEC §3: malformed ids (too long, odd characters, encoded slashes or
+    // contract §3: malformed ids (too long, odd characters, encoded slashes or
     // NULs) are answered like unknown ones.
     for (const std::string& bad : {std::string(65, 'a'), std::string("a.b"), std::string("a%2Fb"),
                                   std::string("a%00"), std::string("..") , std::string("%2e%2e")}) {
@@ -209,7 +209,7 @@ TEST_CASE("api: every request needs a known API key", "[api][auth]")
     CHECK(f.call("GET", "/exports", "", "BEARER key-two").status() == 200);
 }
 
-TEST_CASE("api: every 400 of SPEC §3 for contacts, and nothing queued", "[api][validation]")
+TEST_CASE("api: every 400 of contract §3 for contacts, and nothing queued", "[api][validation]")
 {
     api_fixture f;
     const std::string big_list = [] {
@@ -286,7 +286,7 @@ TEST_CASE("api: every 400 of SPEC §3 for contacts, and nothing queued", "[api][
     CHECK(f.total() == 4);
 }
 
-TEST_CASE("api: every 400 of SPEC §3 for delivery reports", "[api][validation]")
+TEST_CASE("api: every 400 of contract §3 for delivery reports", "[api][validation]")
 {
     api_fixture f;
     const std::vector<std::pair<std::string, std::string>> cases{
@@ -366,7 +366,7 @@ TEST_CASE("api: the 202 view, filters as given, Location", "[api]")
     f.source.open_gate();
 }
 
-TEST_CASE("api: each state answers each operation as SPEC §3 says", "[api][states]")
+TEST_CASE("api: each state answers each operation as contract §3 says", "[api][states]")
 {
     api_fixture f;
     f.source.close_gate();

@@ -53,7 +53,7 @@ std::string one_row(schema s, std::vector<cell> row, const csv_options& opt = {}
     return all.substr(all.find("\r\n") + 2);
 }
 
-/// An independent, obviously-correct reference for SPEC §4, used to check
+/// An independent, obviously-correct reference for contract §4, used to check
 /// the optimised writer on random input.
 bool reference_guard(std::string_view v, column_kind kind)
 {

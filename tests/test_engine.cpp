@@ -35,7 +35,7 @@ constexpr const char* contacts_header = "id,phoneNumber,email,firstName,lastName
 
 } // namespace
 
-TEST_CASE("the state machine allows exactly SPEC's transitions", "[engine][states]")
+TEST_CASE("the state machine allows exactly the contract's transitions", "[engine][states]")
 {
     using enum export_status;
     const export_status all[] = {queued, processing, available, expired, failed};
@@ -865,7 +865,7 @@ TEST_CASE("store state survives the engine: a new engine on the same files sees 
     CHECK(s->row_count == 4);
 }
 
-TEST_CASE("every state answers every operation as SPEC §3 says", "[engine][states]")
+TEST_CASE("every state answers every operation as contract §3 says", "[engine][states]")
 {
     test::engine_fixture f;
     // Not started: nothing claims behind the test's back; the operations

@@ -1,4 +1,4 @@
-// The SQLite data source on real files: SPEC §7's schema built here, every
+// The SQLite data source on real files: contract §7's schema built here, every
 // export written through a real csv_writer and compared byte for byte.
 #include <exportengine/adapters/sqlite_data_source.hpp>
 #include <exportengine/run_export.hpp>
@@ -48,7 +48,7 @@ CREATE TABLE delivery_reports (id INTEGER PRIMARY KEY, account_id INTEGER NOT NU
   parts INTEGER NOT NULL DEFAULT 1, submitted_at TEXT NOT NULL, status_at TEXT);
 )";
 
-/// Creates SPEC §7's schema in WAL mode (the indexes only if asked).
+/// Creates contract §7's schema in WAL mode (the indexes only if asked).
 void create_schema(const std::string& path, bool indexes = true)
 {
     {

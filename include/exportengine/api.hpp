@@ -1,4 +1,4 @@
-// exportengine/api.hpp — SPEC §3's HTTP API, independent of any HTTP server.
+// exportengine/api.hpp — contract §3's HTTP API, independent of any HTTP server.
 //
 // `http_api` turns an HTTP-shaped request (method, target, a few headers,
 // body) into a response (status, headers, JSON body) by calling the engine.
@@ -11,7 +11,7 @@
 //                                                .authorization = "Bearer s3cret"},
 //         [&](exportengine::api_response r) { /* send r.status, r.headers, r.body */ });
 //
-// Routes (SPEC §3):
+// Routes (contract §3):
 //
 //     GET  /exports?page=&limit=         200 {"exports": [...], "page", "limit", "total"}
 //     POST /exports/contacts             202 the new export's view
@@ -28,7 +28,7 @@
 // /exports/contacts` is 405, not a lookup of an export named "contacts"
 // (generated ids are 22 random characters and never collide with them).
 //
-// Decisions where SPEC §3 leaves room (also in the README):
+// Decisions where contract §3 leaves room (also in the README):
 // - Every 4xx/5xx body is {"error": {"code", "message"}}; the codes are
 //   UNAUTHORIZED (401), NOT_FOUND (404), METHOD_NOT_ALLOWED (405),
 //   PAYLOAD_TOO_LARGE (413, from the transport), INVALID_JSON, INVALID_REQUEST,
@@ -45,7 +45,7 @@
 // - Bodies: the Content-Type is not checked (curl -d sends a form type); the
 //   body must be UTF-8 JSON, one object, no duplicate keys, no unknown keys.
 //   `bom` is accepted for both export types. An empty body means `{}` on
-//   every POST route (SPEC requires it for regenerate only).
+//   every POST route (the contract requires it for regenerate only).
 // - `filters` in a view echoes the request's scope as given: `listIds` /
 //   `contactIds` arrays in the order sent, `campaignId`, `startDateTime` /
 //   `endDateTime` strings exactly as sent. Format options (compression,
@@ -124,7 +124,7 @@ struct api_options {
     std::map<std::string, std::int64_t> api_keys{};
 };
 
-/// SPEC §3 over an engine. See the file comment.
+/// contract §3 over an engine. See the file comment.
 class http_api {
 public:
     http_api(engine& eng, const api_options& options);

@@ -1,4 +1,4 @@
-// exportengine/csv_writer.hpp — the streaming CSV writer (SPEC §4).
+// exportengine/csv_writer.hpp — the streaming CSV writer (contract §4).
 //
 // Turns rows into RFC 4180 bytes: a header row, the chosen delimiter, CRLF
 // line ends, a field quoted only when it holds the delimiter, a double quote,
@@ -56,7 +56,7 @@ struct csv_options {
     char delimiter = ',';
     /// Start the file with a UTF-8 byte-order mark (EF BB BF).
     bool bom = false;
-    /// The formula-injection guard on free-text columns (SPEC §4). Leave it on
+    /// The formula-injection guard on free-text columns (contract §4). Leave it on
     /// unless the file is never opened by a spreadsheet.
     bool formula_guard = true;
     /// Bytes buffered before each byte_sink::write. At least 4 KiB.

@@ -1,7 +1,7 @@
 // exportengine/engine.hpp — the export engine.
 //
-// The engine runs export jobs (SPEC §2, §5) and offers the five operations of
-// the API (SPEC §3) to a C++ host:
+// The engine runs export jobs (contract §2, §5) and offers the five operations of
+// the API (contract §3) to a C++ host:
 //
 //     boost::asio::io_context ioc;
 //     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, clock};
@@ -69,7 +69,7 @@
 
 namespace exportengine {
 
-/// Engine settings; the defaults are SPEC's. Fill with designated
+/// Engine settings; the defaults are the contract's. Fill with designated
 /// initializers: `engine_options{.max_concurrent_jobs = 4}`.
 struct engine_options {
     /// Jobs running at once in this engine; 0 = the hardware threads.
@@ -83,13 +83,13 @@ struct engine_options {
     std::chrono::milliseconds lease_duration = std::chrono::seconds{30};
     /// How often a running job renews its lease and records its progress.
     std::chrono::milliseconds heartbeat_interval = std::chrono::seconds{5};
-    /// How long a finished file stays downloadable (SPEC: 24 h).
+    /// How long a finished file stays downloadable (contract: 24 h).
     std::chrono::milliseconds file_retention = std::chrono::hours{24};
-    /// How long expired and failed job records are kept (SPEC: 30 days).
+    /// How long expired and failed job records are kept (contract: 30 days).
     std::chrono::milliseconds record_retention = std::chrono::hours{24 * 30};
-    /// Lifetime of a signed URL, capped by the file's expiry (SPEC: 15 min).
+    /// Lifetime of a signed URL, capped by the file's expiry (contract: 15 min).
     std::chrono::milliseconds url_ttl = std::chrono::minutes{15};
-    /// How long an idempotency key returns its first answer (SPEC: 24 h).
+    /// How long an idempotency key returns its first answer (contract: 24 h).
     std::chrono::milliseconds idempotency_window = std::chrono::hours{24};
     /// How often the scheduler looks for work queued by other processes. Work
     /// queued through this engine starts at once (an in-process wake-up).
@@ -104,7 +104,7 @@ struct engine_options {
     /// Transient source/sink errors (busy, I/O, disk full) are retried with
     /// exponential backoff from `retry_initial_backoff`, each wait at most
     /// `retry_max_backoff`, until `retry_budget` has passed since the first
-    /// try; then the job fails (well within SPEC's 60 s).
+    /// try; then the job fails (well within the contract's 60 s).
     std::chrono::milliseconds retry_initial_backoff = std::chrono::milliseconds{250};
     std::chrono::milliseconds retry_max_backoff = std::chrono::seconds{8};
     std::chrono::milliseconds retry_budget = std::chrono::seconds{40};
@@ -117,7 +117,7 @@ struct engine_options {
     std::size_t readers = 1;
     /// This engine's name in leases; empty = "<host>:<pid>:<random>".
     std::string owner{};
-    /// SPEC §3 limits on ID arrays.
+    /// contract §3 limits on ID arrays.
     request_limits limits{};
     /// CSV writer buffer.
     std::size_t csv_buffer_size = 512 * 1024;

@@ -27,10 +27,10 @@ enum class errc {
     /// A write after `finish()`, or after an earlier error on the same stream.
     stream_closed,
 
-    // -- the five operations (SPEC §3); the API maps each to a status code --
+    // -- the five operations (contract §3); the API maps each to a status code --
     /// No such export for this account (or any malformed id): 404.
     not_found,
-    /// The request breaks a rule of SPEC §3 (see validate_request): 400.
+    /// The request breaks a rule of contract §3 (see validate_request): 400.
     invalid_request,
     /// Download asked for a queued or processing export: 400 EXPORT_NOT_READY.
     export_not_ready,

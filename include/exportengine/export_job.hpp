@@ -1,6 +1,6 @@
 // exportengine/export_job.hpp — export jobs: states, requests, records.
 //
-// The state machine of SPEC §2:
+// The state machine of contract §2:
 //
 //     (new) -> queued -> processing -> available -> expired
 //                ^          |   \                     |
@@ -37,7 +37,7 @@ enum class compression_kind : std::uint8_t { none, gzip };
 [[nodiscard]] std::optional<export_type> parse_export_type(std::string_view s) noexcept;
 [[nodiscard]] std::optional<compression_kind> parse_compression(std::string_view s) noexcept;
 
-/// True when SPEC §2 allows a job to go from `from` to `to`.
+/// True when contract §2 allows a job to go from `from` to `to`.
 [[nodiscard]] bool is_legal_transition(export_status from, export_status to) noexcept;
 
 /// Contacts to export: every contact of the account (both empty), the
@@ -79,13 +79,13 @@ struct export_request {
     friend bool operator==(const export_request&, const export_request&) = default;
 };
 
-/// Limits applied when validating a request (SPEC §3, configurable).
+/// Limits applied when validating a request (contract §3, configurable).
 struct request_limits {
     std::size_t max_list_ids = 10'000;
     std::size_t max_contact_ids = 100'000;
 };
 
-/// Checks a request against SPEC §3 (types match the filter, IDs positive,
+/// Checks a request against contract §3 (types match the filter, IDs positive,
 /// arrays non-empty and within limits, one contacts scope at most, a campaign
 /// or a whole range, start < end, a known delimiter). Returns an empty string
 /// when it is valid, else one sentence a person can act on.
@@ -145,9 +145,9 @@ struct export_job {
     /// the store's I/O.
     std::int64_t version = 0;
 
-    /// SPEC §2: `available` with now >= expires_at reads as `expired`.
+    /// contract §2: `available` with now >= expires_at reads as `expired`.
     [[nodiscard]] export_status effective_status(timestamp now) const noexcept;
-    /// SPEC §2: status available and now < expires_at.
+    /// contract §2: status available and now < expires_at.
     [[nodiscard]] bool is_available_for_download(timestamp now) const noexcept;
 };
 

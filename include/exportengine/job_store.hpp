@@ -113,7 +113,7 @@ struct new_job {
     timestamp created_at{};
 };
 
-/// An idempotency key sent with a create or a regenerate (SPEC §3). Keys are
+/// An idempotency key sent with a create or a regenerate (contract §3). Keys are
 /// scoped to the account. A key seen before with the same `request_hash` at or
 /// after `not_before` returns the job of its first use and changes nothing;
 /// with another hash the call fails with errc::idempotency_key_reused. Older

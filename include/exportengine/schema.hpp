@@ -13,7 +13,7 @@
 namespace exportengine {
 
 /// What a column holds. Only `free_text` values are ever altered (by the
-/// formula-injection guard, SPEC §4); every other kind is written exactly as
+/// formula-injection guard, contract §4); every other kind is written exactly as
 /// given, quoted only when RFC 4180 requires it.
 enum class column_kind : std::uint8_t {
     /// A signed 64-bit integer (ids, counts, codes).
@@ -42,11 +42,11 @@ struct column {
 /// The columns of an export, in output order.
 using schema = std::span<const column>;
 
-/// SPEC §4 contacts columns:
+/// contract §4 contacts columns:
 /// `id,phoneNumber,email,firstName,lastName,createdAt,updatedAt`.
 [[nodiscard]] schema contacts_schema() noexcept;
 
-/// SPEC §4 delivery-report columns:
+/// contract §4 delivery-report columns:
 /// `id,messageId,campaignId,recipient,sender,status,errorCode,parts,submittedAt,statusAt`.
 [[nodiscard]] schema delivery_reports_schema() noexcept;
 

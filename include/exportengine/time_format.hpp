@@ -1,6 +1,6 @@
 // exportengine/time_format.hpp — the API's timestamps.
 //
-// Parses RFC 3339 date-times as the API accepts them (SPEC §3: an offset is
+// Parses RFC 3339 date-times as the API accepts them (contract §3: an offset is
 // required) and formats instants as the API shows them (UTC, milliseconds).
 #pragma once
 

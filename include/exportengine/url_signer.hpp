@@ -2,7 +2,7 @@
 // that serve their own bytes.
 //
 // A signer owns its download route. It turns a published object and an
-// expiry into a URL whose signature is the credential (SPEC §3: no
+// expiry into a URL whose signature is the credential (contract §3: no
 // Authorization header on downloads), and verifies a request target it is
 // given — path and query exactly as received — returning the export id the
 // URL grants. The engine holds no route strings: it asks the signer.

@@ -34,7 +34,7 @@ public:
                                           std::int64_t min, std::int64_t max) const;
     /// Every value of a repeatable option, in the order given.
     [[nodiscard]] std::vector<std::string> get_all(const std::string& name) const;
-    /// A duration (SPEC §8): a positive integer and a unit, `ms`, `s`, `m`,
+    /// A duration (contract §8): a positive integer and a unit, `ms`, `s`, `m`,
     /// `h` or `d` (`90s`, `15m`, `24h`, `30d`).
     [[nodiscard]] std::chrono::milliseconds duration_or(const std::string& name,
                                                         std::chrono::milliseconds fallback) const;

@@ -1,4 +1,4 @@
-// exportengine — the command-line program (SPEC §8).
+// exportengine — the command-line program (contract §8).
 #include "args.hpp"
 #include "commands.hpp"
 
@@ -19,10 +19,10 @@ constexpr std::string_view usage =
     "       [--workers N] [--public-url URL] [--signing-key FILE] [--previous-signing-key FILE ...]\n"
     "       [--max-body BYTES] [--readers K] [--quiet]\n"
     "       [--lease 30s] [--sweep-interval 15s] [--stale-temp-age 1h]   (crash-recovery timing)\n"
-    "      the HTTP API (SPEC 3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
+    "      the HTTP API (contract §3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
     "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
     "       [--seed S] [--force]\n"
-    "      create a deterministic sample database in the reference schema (SPEC 7)\n"
+    "      create a deterministic sample database in the reference schema (contract §7)\n"
     "  export contacts|delivery-reports --source DB --account N --out FILE\n"
     "       [--list-ids 1,2 | --contact-ids 1,2] [--campaign-id N] [--start T --end T]\n"
     "       [--gzip] [--delimiter ,|;|tab] [--bom] [--readers K] [--mmap]\n"

@@ -1,5 +1,5 @@
 // `exportengine seed`: a deterministic sample database in the reference
-// schema (SPEC §7), with the oddities real data has.
+// schema (contract §7), with the oddities real data has.
 #include "args.hpp"
 #include "commands.hpp"
 #include "sample_data.hpp"
@@ -28,7 +28,7 @@
 namespace exportengine::cli {
 namespace {
 
-// The reference schema (SPEC §7).
+// The reference schema (contract §7).
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE contacts (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,
   phone_number TEXT NOT NULL, email TEXT, first_name TEXT, last_name TEXT,

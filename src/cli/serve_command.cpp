@@ -1,4 +1,4 @@
-// `exportengine serve`: SPEC §3's HTTP API on the real parts — the SQLite job
+// `exportengine serve`: contract §3's HTTP API on the real parts — the SQLite job
 // store, files and signing key in --data-dir, the SQLite data source — until
 // SIGINT or SIGTERM.
 #include "args.hpp"

@@ -84,7 +84,7 @@ conformance_data make_data()
     return d;
 }
 
-// -- the suite's model of SPEC §3/§4 -----------------------------------------
+// -- the suite's model of contract §3/§4 -----------------------------------------
 
 export_job job_for(std::int64_t account, export_request r)
 {
@@ -111,7 +111,7 @@ export_request reports(delivery_reports_filter f = {})
     return r;
 }
 
-/// The file SPEC §4 says `job` must produce from `d`.
+/// The file contract §4 says `job` must produce from `d`.
 std::string expected_csv(const conformance_data& d, const export_job& job)
 {
     string_byte_sink sink;

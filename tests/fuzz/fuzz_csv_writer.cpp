@@ -21,7 +21,7 @@
 // quotes doubled, nothing else after a closing quote) and must give back the
 // header and every field exactly: the text as written, with the formula
 // guard's leading ' where the column's kind and the value call for it (an
-// independent re-statement of SPEC §4's rule). Integers and timestamps are
+// independent re-statement of contract §4's rule). Integers and timestamps are
 // compared with std::to_chars and std::chrono formatting.
 //
 // With EXPORTENGINE_FUZZ_CSV_DUMP=DIR in the environment, each input also
@@ -81,7 +81,7 @@ struct field {
 
 bool trigger(char c) { return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r'; }
 
-/// SPEC §4's guard, restated: free text starting with a trigger; in a phone
+/// contract §4's guard, restated: free text starting with a trigger; in a phone
 /// column, the same except a '+' followed by one or more digits only.
 bool guarded(ee::column_kind kind, bool guard_on, std::string_view v)
 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crash test of `exportengine serve` (SPEC §2): real processes, SIGKILL at
+"""Crash test of `exportengine serve` (contract §2): real processes, SIGKILL at
 random moments, and the promises checked after every restart.
 
 usage: crash_test.py PATH_TO_EXPORTENGINE [--kills N] [--seed S] [--contacts N]

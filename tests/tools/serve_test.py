@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box end-to-end tests of `exportengine serve` (SPEC §3, §4, §8): the
+"""Black-box end-to-end tests of `exportengine serve` (contract §3, §4, §8): the
 real server on 127.0.0.1:0 over a real seeded SQLite source, spoken to with
 real HTTP (http.client), its files checked with Python's csv, gzip and
 sqlite3 modules against the database.
@@ -254,7 +254,7 @@ def expected_reports(account, keep):
 
 
 def csv_bytes(header, rows, delimiter=","):
-    """What SPEC §4 says the file holds: RFC 4180, CRLF, minimal quoting."""
+    """What contract §4 says the file holds: RFC 4180, CRLF, minimal quoting."""
     out = io.StringIO(newline="")
     w = csv.writer(out, delimiter=delimiter, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(header)
@@ -693,7 +693,7 @@ class Downloads(Base):
 
 
 # --------------------------------------------------------------------------
-# 4. Every 400 of SPEC §3 queues nothing
+# 4. Every 400 of contract §3 queues nothing
 # --------------------------------------------------------------------------
 
 class BadRequests(Base):
@@ -1147,7 +1147,7 @@ class Lifecycle(Base):
         self.assertEqual(rest, "")
 
     def test_signing_key_rotation(self):
-        """SPEC §3: a key can be rotated while the previous key still
+        """contract §3: a key can be rotated while the previous key still
         verifies; once it is dropped, its URLs are refused."""
         data_dir = os.path.join(TMP, "data-rotation")
         new_key = os.path.join(TMP, "rotation-new.key")

@@ -7,7 +7,7 @@ Each process (tests/stress/stress_engine.cpp) creates, claims, expires and
 regenerates exports on the same job store file and files directory, with
 short leases and retention; some of them die with _exit() mid-run (like
 kill -9) and are started again under a new name. At the end a recovery pass
-settles every job, and the checker proves SPEC §2's promises on what is left
+settles every job, and the checker proves contract §2's promises on what is left
 and on what the processes logged:
 
 - every acknowledged create is in the store (no job lost);

@@ -21,7 +21,7 @@ struct pending_write {
 ///
 /// The writes that come in while another thread commits wait, and the
 /// next of them commits them all in one transaction: one fsync for the
-/// lot, each still durable before its call returns (SPEC §2), and no
+/// lot, each still durable before its call returns (contract §2), and no
 /// reader can see one before the commit (a batch holds `mutex_` from its
 /// BEGIN to its COMMIT). Each write runs under its own savepoint, so one
 /// that is refused (a lost lease, a reused idempotency key) leaves the

@@ -90,7 +90,7 @@ struct sqlite_job_store::impl {
     // may be lost to a power cut without harm: a heartbeat (it only brings a
     // lease's end closer). It still survives a crash of the process, and
     // the next FULL commit makes it durable with it, since the WAL is one
-    // sequential log. Every state change (SPEC §2: create, claim, complete,
+    // sequential log. Every state change (contract §2: create, claim, complete,
     // fail, regenerate) stays FULL: durable before it is reported.
     class relaxed_sync {
     public:

@@ -97,7 +97,7 @@ inline bool needs_quotes(const char* src, std::size_t n, char delim) noexcept
 }
 
 /// The first bytes that make a spreadsheet read a cell as a formula
-/// (SPEC §4): `=`, `+`, `-`, `@`, TAB, CR.
+/// (contract §4): `=`, `+`, `-`, `@`, TAB, CR.
 inline constexpr bool is_formula_trigger(unsigned char c) noexcept
 {
     return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';

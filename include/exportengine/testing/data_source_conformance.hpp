@@ -5,7 +5,7 @@
 // reports over three accounts, with NULLs, ties, formula triggers and quoting
 // cases); the host's factory loads it into a fresh source of its kind. The
 // suite then exports through run_export and checks every byte against its
-// own model of SPEC §3/§4, as SECTIONs:
+// own model of contract §3/§4, as SECTIONs:
 //
 //   - columns match contacts_schema() / delivery_reports_schema();
 //   - rows come in the documented order (contacts by id; delivery reports by
@@ -57,7 +57,7 @@ struct conformance_contact {
     std::optional<std::string> email{};
     std::optional<std::string> first_name{};
     std::optional<std::string> last_name{};
-    std::int64_t created_at = 0; // unix seconds (a source may store them as SPEC §4 text)
+    std::int64_t created_at = 0; // unix seconds (a source may store them as contract §4 text)
     std::int64_t updated_at = 0;
 };
 

@@ -1,7 +1,7 @@
 // exportengine/adapters/memory_data_source.hpp — a data source held in memory.
 //
 // For tests and demos: contacts, list memberships and delivery reports in
-// vectors, filtered and ordered exactly like the SQLite source (SPEC §4, §7):
+// vectors, filtered and ordered exactly like the SQLite source (contract §4, §7):
 // contacts by id, delivery reports by submitted_at then id. A plan copies the indexes of the matching rows when it is made and shares
 // the rows themselves copy-on-write, so its slices read one consistent
 // snapshot cheaply.

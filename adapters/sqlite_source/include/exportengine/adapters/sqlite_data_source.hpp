@@ -1,5 +1,5 @@
 // exportengine/adapters/sqlite_data_source.hpp — contacts and delivery
-// reports read from a SQLite file with SPEC §7's reference schema.
+// reports read from a SQLite file with contract §7's reference schema.
 //
 // Every plan opens its own read-only connections and holds one read
 // transaction on each for its lifetime, so an export reads one consistent
@@ -7,7 +7,7 @@
 // writer). Rows are streamed: a prepared statement is stepped batch by batch
 // into the engine's row batches, and no buffer grows with the export.
 //
-// Filters (SPEC §3) are bound as parameters, never spliced into SQL: ID sets
+// Filters (contract §3) are bound as parameters, never spliced into SQL: ID sets
 // travel as one JSON array read with json_each(). Timestamps are stored as
 // `YYYY-MM-DDTHH:MM:SSZ` text and copied to the file unchanged.
 //
@@ -91,7 +91,7 @@ public:
     /// Throws std::system_error on failure.
     [[nodiscard]] std::vector<std::vector<std::string>> parallel_query_plans(const export_job& job) const;
 
-    /// Creates the indexes of SPEC §7 that the export queries need, if they
+    /// Creates the indexes of contract §7 that the export queries need, if they
     /// are missing (used by `seed`). Opens the file read-write. Throws
     /// std::system_error on failure.
     static void create_indexes(const std::string& path);
