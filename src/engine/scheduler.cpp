@@ -27,20 +27,23 @@ asio::awaitable<void> scheduler::run()
     claiming_ = true;
     while (!stopping_) {
         while (!stopping_ && running_ < core_.opt.max_concurrent_jobs) {
-            auto [ec, job] = co_await core_.on(core_.io_pool, [this] {
+            // Not a structured binding: clang 14 (the fuzz build) cannot
+            // capture one in the lambda below.
+            auto claimed = co_await core_.on(core_.io_pool, [this] {
                 error_code e;
                 auto j = transitions_.claim(e);
                 return std::pair{e, std::move(j)};
             });
-            if (ec) {
-                core_.log(log_level::error, "claiming a job failed: " + ec.message());
+            if (claimed.first) {
+                core_.log(log_level::error, "claiming a job failed: " + claimed.first.message());
                 break;
             }
+            std::optional<export_job>& job = claimed.second;
             if (!job)
                 break;
             if (stopping_) { // claimed while stopping: give it straight back
-                co_await core_.on(core_.io_pool, [this, &job] {
-                    transitions_.release(*job);
+                co_await core_.on(core_.io_pool, [this, j = &*job] {
+                    transitions_.release(*j);
                     return 0;
                 });
                 break;
