@@ -3,9 +3,9 @@
 # benchmark. Idempotent: when everything is present it prints nothing and
 # touches nothing. Needs root (or sudo) only when something is missing.
 #
-#   scripts/setup.sh           build, tests, the benchmarks of issues 2-5
+#   scripts/setup.sh           build, tests, the micro- and end-to-end benchmarks
 #   scripts/setup.sh --bench   also what the comparison harness
-#                              (benchmarks/compare.sh, issue 7) runs against:
+#                              (benchmarks/compare.sh) runs against:
 #                              PostgreSQL 15, Node.js + npm (for DuckDB's npm
 #                              package), matplotlib for the plots, perf
 #                              for --profile. CI does not pay for these.

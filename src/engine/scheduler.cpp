@@ -95,7 +95,7 @@ asio::awaitable<void> scheduler::stop(std::chrono::milliseconds deadline)
             rj->mark(cancel_reason::stop);
             rj->signal.emit(asio::cancellation_type::terminal);
         }
-        core_.log(log_level::info, "stop deadline passed: cancelled " + std::to_string(running_)
+        core_.log(log_level::info, "stop deadline passed: cancelled " + std::to_string(running_.load())
                                        + " running jobs; they go back to the queue");
     }
     while (running_ > 0 || claiming_) {
@@ -148,7 +148,6 @@ void scheduler::start_job(export_job job)
         jobs_[rj->job.id] = rj;
     }
     ++running_;
-    running_count_.store(running_);
     // The signal must outlive the whole coroutine, co_spawn's own frame
     // included (it reaches the slot until it has finished): the completion
     // handler keeps the job, and lets it go only in a later handler.
@@ -247,7 +246,6 @@ asio::awaitable<void> scheduler::run_job(std::shared_ptr<running_job> rj)
         jobs_.erase(job.id);
     }
     --running_;
-    running_count_.store(running_);
     changed_on_ctl();
     wake();
 }

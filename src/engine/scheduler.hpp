@@ -83,7 +83,7 @@ public:
     /// the last heartbeat). Any thread.
     void overlay_progress(export_job& job) const;
 
-    [[nodiscard]] std::size_t running() const noexcept { return running_count_.load(); }
+    [[nodiscard]] std::size_t running() const noexcept { return running_.load(); }
 
 private:
     void start_job(export_job job);
@@ -102,10 +102,10 @@ private:
     bool stopping_ = false;
     bool wake_pending_ = false;
     bool claiming_ = false;
-    std::size_t running_ = 0;
 
     std::atomic<bool> accepting_{true};
-    std::atomic<std::size_t> running_count_{0};
+    /// Jobs running here: changed on ctl only, read from any thread.
+    std::atomic<std::size_t> running_{0};
     mutable std::mutex jobs_mu_; // guards jobs_; never held across I/O
     std::unordered_map<std::string, std::shared_ptr<running_job>> jobs_;
 };
