@@ -6,7 +6,8 @@ find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
 # libdeflate compresses the gzip stage's members (faster than zlib at the
 # same levels); zlib is what the tests read them back with.
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(LIBDEFLATE REQUIRED IMPORTED_TARGET libdeflate)
+# Under a prefix of our own: pkg_check_modules caches its results by prefix.
+pkg_check_modules(exportengine_libdeflate REQUIRED IMPORTED_TARGET libdeflate)
 find_package(ZLIB REQUIRED)
 # libcrypto (SHA-256, HMAC, RAND_bytes).
 find_package(OpenSSL 3 REQUIRED)

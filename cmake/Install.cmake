@@ -1,20 +1,39 @@
+# Installs the libraries, their headers and a package config with one
+# component per target: a host that links only the core finds only the core's
+# dependencies (see cmake/exportengineConfig.cmake.in).
 include(CMakePackageConfigHelpers)
 
-install(TARGETS exportengine exportengine_api exportengine_memory_source exportengine_filesystem_sink
-  exportengine_hmac_url_signer exportengine_sqlite_job_store exportengine_sqlite_source
-  EXPORT exportengineTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
-  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-# The conformance suites go in an export set of their own, loaded by the
-# package config only where Catch2 is found: a host without Catch2 still
-# finds the package.
-if(TARGET exportengine_testing)
-  install(TARGETS exportengine_testing EXPORT exportengineTestingTargets
+set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
+
+# One export set per component, so the package config can load each one
+# only when its own dependencies are there.
+function(exportengine_install_component component target)
+  install(TARGETS ${target} EXPORT exportengine-${component}-targets
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT exportengine-${component}-targets
+    NAMESPACE exportengine::
+    DESTINATION ${config_dir})
+endfunction()
+
+exportengine_install_component(core exportengine)
+exportengine_install_component(api exportengine_api)
+exportengine_install_component(memory_source exportengine_memory_source)
+exportengine_install_component(filesystem_sink exportengine_filesystem_sink)
+exportengine_install_component(hmac_url_signer exportengine_hmac_url_signer)
+exportengine_install_component(sqlite_job_store exportengine_sqlite_job_store)
+exportengine_install_component(sqlite_source exportengine_sqlite_source)
+# The conformance suites: installed wherever Catch2 v2 was found at build
+# time; the package config loads them only where the host has Catch2 too.
+if(TARGET exportengine_testing)
+  exportengine_install_component(testing exportengine_testing)
 endif()
+
+# Public headers only: include/exportengine/detail/ holds the CSV writer's
+# inline scans (csv_writer.hpp includes them); private headers live in
+# src/include and are never installed.
 install(DIRECTORY include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/filesystem_sink/include/exportengine
@@ -23,14 +42,12 @@ install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/sqlite_source/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
-set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
-install(EXPORT exportengineTargets
-  NAMESPACE exportengine::
-  DESTINATION ${config_dir})
-if(TARGET exportengine_testing)
-  install(EXPORT exportengineTestingTargets
-    NAMESPACE exportengine::
-    DESTINATION ${config_dir})
+# Static libraries carry their private dependencies into the host's link;
+# shared ones do not. The config needs to know which it is.
+if(BUILD_SHARED_LIBS)
+  set(EXPORTENGINE_SHARED ON)
+else()
+  set(EXPORTENGINE_SHARED OFF)
 endif()
 configure_package_config_file(cmake/exportengineConfig.cmake.in
   ${PROJECT_BINARY_DIR}/exportengineConfig.cmake
