@@ -7,6 +7,13 @@ install(TARGETS exportengine exportengine_api exportengine_memory_source exporte
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The HTTP server (exportengine::http) is a component of its own
+# (find_package(exportengine COMPONENTS http)): a host with another HTTP
+# stack never needs it.
+install(TARGETS exportengine_http EXPORT exportengineHttpTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 # The conformance suites go in an export set of their own, loaded by the
 # package config only where Catch2 is found: a host without Catch2 still
 # finds the package.
@@ -21,10 +28,14 @@ install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/hmac_url_signer/include/exportengine
                   adapters/sqlite_job_store/include/exportengine
                   adapters/sqlite_source/include/exportengine
+                  http/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/exportengine)
 install(EXPORT exportengineTargets
+  NAMESPACE exportengine::
+  DESTINATION ${config_dir})
+install(EXPORT exportengineHttpTargets
   NAMESPACE exportengine::
   DESTINATION ${config_dir})
 if(TARGET exportengine_testing)

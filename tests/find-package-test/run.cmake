@@ -14,5 +14,6 @@ step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G "${GENERATOR}
      "-DCMAKE_EXE_LINKER_FLAGS=${LINKER_FLAGS}")
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer")
+step("${WORK_DIR}/build/consumer_http")
 step("${WORK_DIR}/build/consumer_conformance")
-message(STATUS "find_package(exportengine) consumer and conformance consumer built and ran")
+message(STATUS "find_package(exportengine) consumer, HTTP consumer and conformance consumer built and ran")
