@@ -2,6 +2,7 @@
 #include "args.hpp"
 #include "commands.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -10,46 +11,38 @@
 
 namespace {
 
-constexpr std::string_view usage =
-    "usage: exportengine <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  serve --data-dir DIR --source DB --api-key KEY:ACCOUNT [--api-key ...]\n"
-    "       [--listen 127.0.0.1:8080] [--retention 24h] [--record-retention 30d] [--url-ttl 15m]\n"
-    "       [--workers N] [--public-url URL] [--signing-key FILE] [--previous-signing-key FILE ...]\n"
-    "       [--max-body BYTES] [--readers K] [--quiet]\n"
-    "       [--lease 30s] [--sweep-interval 15s] [--stale-temp-age 1h]   (crash-recovery timing)\n"
-    "      the HTTP API (contract §3) until SIGINT/SIGTERM; prints 'listening on http://HOST:PORT'\n"
-    "  seed --db FILE [--accounts N] [--contacts N] [--lists N] [--campaigns N] [--reports N]\n"
-    "       [--seed S] [--force]\n"
-    "      create a deterministic sample database in the reference schema (contract §7)\n"
-    "  export contacts|delivery-reports --source DB --account N --out FILE\n"
-    "       [--list-ids 1,2 | --contact-ids 1,2] [--campaign-id N] [--start T --end T]\n"
-    "       [--gzip] [--delimiter ,|;|tab] [--bom] [--readers K] [--mmap]\n"
-    "       [--data-dir DIR] [--quiet]\n"
-    "      one export through the engine, with a progress bar on a terminal and a summary;\n"
-    "      --readers K (default 1) reads K slices of the export at once on K connections\n"
-    "      (the file is the same bytes); --mmap reads the database through mmap(2)\n"
-    "  bench csv [--rows N] [--out FILE] [--gzip] [--gzip-threads N] [--gzip-level L]\n"
-    "            [--delimiter ,|;|tab] [--bom] [--seed S] [--json]\n"
-    "      write N generated contact rows as CSV (to FILE, or nowhere) and print\n"
-    "      rows, bytes, seconds, rows/s, MB/s and peak RSS\n"
-    "  bench gzip --in FILE [--out FILE] [--gzip-level L] [--gzip-threads N] [--json]\n"
-    "      compress FILE through the gzip stage and print MB/s and the ratio\n"
-    "\n"
-    "Bad arguments print one line naming the argument and exit with status 2.\n";
+bool is_help(std::string_view a) { return a == "--help" || a == "-h"; }
 
 } // namespace
 
 int main(int argc, char** argv)
 {
+    using exportengine::cli::command_usage;
+    using exportengine::cli::overview_usage;
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-        std::fputs(usage.data(), args.empty() ? stderr : stdout);
-        return args.empty() ? 2 : 0;
+    if (args.empty()) {
+        std::fputs(overview_usage.data(), stderr);
+        return 2;
+    }
+    if (is_help(args[0]) || args[0] == "help") {
+        // `exportengine help serve` is `exportengine serve --help`.
+        const std::string_view usage = args.size() > 1 ? command_usage(args[1]) : std::string_view{};
+        std::fputs(usage.empty() ? overview_usage.data() : usage.data(), stdout);
+        return 0;
+    }
+    if (args[0] == "--version" || args[0] == "version") {
+        std::printf("exportengine %s\n", EXPORTENGINE_VERSION);
+        return 0;
     }
     const std::string command = args[0];
     args.erase(args.begin());
+    // `--help` or `-h` anywhere after a known command: its usage, and nothing
+    // else is checked or done.
+    if (const std::string_view usage = command_usage(command);
+        !usage.empty() && std::any_of(args.begin(), args.end(), is_help)) {
+        std::fputs(usage.data(), stdout);
+        return 0;
+    }
     try {
         if (command == "bench")
             return exportengine::cli::bench_command(args);
