@@ -22,9 +22,9 @@ namespace {
 /// them (made once the strings no longer move).
 struct row_set {
     std::vector<std::array<std::string, 4>> text; // phone, email, first, last
-    std::vector<ee::cli::sample_contact> rows;
+    std::vector<ee::sample_data::sample_contact> rows;
 
-    void make_views(const std::vector<ee::cli::sample_contact>& shape)
+    void make_views(const std::vector<ee::sample_data::sample_contact>& shape)
     {
         rows = shape;
         for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -42,8 +42,8 @@ const row_set& typical_rows()
 {
     static const row_set set = [] {
         row_set r;
-        std::vector<ee::cli::sample_contact> shape;
-        ee::cli::contact_generator gen(42);
+        std::vector<ee::sample_data::sample_contact> shape;
+        ee::sample_data::contact_generator gen(42);
         for (int i = 0; i < 100000; ++i) {
             const auto& c = gen.next();
             r.text.push_back({std::string(c.phone), std::string(c.email), std::string(c.first_name),
@@ -67,7 +67,7 @@ const row_set& quoted_rows()
             t[2] = "\"" + t[2] + "\", y";
             t[3] = "\"" + t[3] + "\", z";
         }
-        std::vector<ee::cli::sample_contact> shape = typical_rows().rows;
+        std::vector<ee::sample_data::sample_contact> shape = typical_rows().rows;
         for (auto& c : shape)
             c.email_null = false;
         r.make_views(shape);
@@ -84,7 +84,7 @@ void write_rows(benchmark::State& state, const row_set& set)
     std::uint64_t n = 0;
     for (auto _ : state) {
         for (const auto& r : rows)
-            ee::cli::write_contact(w, r);
+            ee::sample_data::write_contact(w, r);
         n += rows.size();
     }
     boost::system::error_code ec;

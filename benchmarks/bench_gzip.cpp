@@ -21,10 +21,10 @@ const std::string& sample_csv()
     static const std::string csv = [] {
         ee::string_byte_sink sink;
         ee::csv_writer w(ee::contacts_schema(), sink);
-        ee::cli::contact_generator gen(42);
+        ee::sample_data::contact_generator gen(42);
         w.write_header();
         while (sink.str().size() + w.bytes_buffered() < 64'000'000) {
-            ee::cli::write_contact(w, gen.next());
+            ee::sample_data::write_contact(w, gen.next());
         }
         boost::system::error_code ec;
         w.finish(ec);

@@ -20,6 +20,10 @@ endfunction()
 
 exportengine_install_component(core exportengine)
 exportengine_install_component(api exportengine_api)
+# The HTTP server: a host with another HTTP stack never needs it.
+if(TARGET exportengine_http)
+  exportengine_install_component(http exportengine_http)
+endif()
 exportengine_install_component(memory_source exportengine_memory_source)
 exportengine_install_component(filesystem_sink exportengine_filesystem_sink)
 exportengine_install_component(hmac_url_signer exportengine_hmac_url_signer)
@@ -40,6 +44,7 @@ install(DIRECTORY adapters/memory_source/include/exportengine
                   adapters/hmac_url_signer/include/exportengine
                   adapters/sqlite_job_store/include/exportengine
                   adapters/sqlite_source/include/exportengine
+                  http/include/exportengine
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 # Static libraries carry their private dependencies into the host's link;

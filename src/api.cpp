@@ -15,6 +15,7 @@
 #include <boost/asio/system_executor.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace exportengine {
@@ -49,15 +50,108 @@ std::vector<std::pair<std::string, std::string>> http_api::routes()
             {"GET", "/downloads/{exportId}"}};
 }
 
-http_api::http_api(engine& eng, const api_options& options) : engine_(eng)
+std::optional<std::string_view> api_request::header(std::string_view name) const noexcept
 {
-    for (const auto& [key, account] : options.api_keys) {
+    if (authorization && iequals(name, "Authorization"))
+        return std::string_view(*authorization);
+    if (idempotency_key && iequals(name, "Idempotency-Key"))
+        return std::string_view(*idempotency_key);
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name))
+            return std::string_view(v);
+    return std::nullopt;
+}
+
+api_key_authenticator::api_key_authenticator(const std::map<std::string, std::int64_t>& keys)
+{
+    for (const auto& [key, account] : keys) {
         if (key.empty())
             throw std::invalid_argument("an API key must not be empty");
         if (account <= 0)
             throw std::invalid_argument("an account id must be a positive integer");
         keys_.emplace_back(detail::sha256(key), account);
     }
+}
+
+api_auth_result api_key_authenticator::operator()(const api_request& request) const
+{
+    return {.account = detail::authenticate(request.authorization, keys_)};
+}
+
+api_response http_api::unauthorized(std::string_view message)
+{
+    api_response resp = error(401, "UNAUTHORIZED", message);
+    resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return resp;
+}
+
+namespace {
+
+/// `prefix` without one trailing '/', or std::invalid_argument.
+std::string normalized_prefix(std::string prefix)
+{
+    if (!prefix.empty() && prefix.back() == '/')
+        prefix.pop_back();
+    if (prefix.empty())
+        return prefix;
+    const auto bad = [&] {
+        return std::invalid_argument("route_prefix must be '/' and path segments of [A-Za-z0-9._~-] (e.g. "
+                                     "\"/api/v1\"), not \"" + prefix + "\"");
+    };
+    if (prefix.front() != '/')
+        throw bad();
+    std::size_t start = 1;
+    while (start <= prefix.size()) {
+        const std::size_t end = std::min(prefix.find('/', start), prefix.size());
+        const std::string_view seg(prefix.data() + start, end - start);
+        if (seg.empty() || seg == "." || seg == "..")
+            throw bad();
+        for (const char c : seg)
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.'
+                  || c == '_' || c == '~' || c == '-'))
+                throw bad();
+        start = end + 1;
+    }
+    return prefix;
+}
+
+/// The path of a request target in origin or absolute form (no query).
+std::string_view target_path(std::string_view target) noexcept
+{
+    std::size_t skip = 0;
+    if (target.size() >= 7 && iequals(target.substr(0, 7), "http://"))
+        skip = 7;
+    else if (target.size() >= 8 && iequals(target.substr(0, 8), "https://"))
+        skip = 8;
+    if (skip != 0) {
+        const std::size_t path = target.find_first_of("/?", skip);
+        if (path == std::string_view::npos || target[path] == '?')
+            return "/";
+        target.remove_prefix(path);
+    }
+    return target.substr(0, target.find('?'));
+}
+
+} // namespace
+
+http_api::http_api(engine& eng, const api_options& options)
+    : engine_(eng), prefix_(normalized_prefix(options.route_prefix))
+{
+    if (options.authenticator && !options.api_keys.empty())
+        throw std::invalid_argument("api_options: set api_keys or authenticator, not both");
+    if (options.authenticator)
+        authenticator_ = options.authenticator;
+    else if (!options.api_keys.empty())
+        authenticator_ = api_key_authenticator(options.api_keys);
+}
+
+bool http_api::owns(std::string_view target) const noexcept
+{
+    std::string_view path = target_path(target);
+    if (!path.starts_with(prefix_))
+        return false;
+    path.remove_prefix(prefix_.size());
+    return path == "/exports" || path.starts_with("/exports/") || path.starts_with("/downloads/");
 }
 
 void http_api::do_handle(api_request r, response_handler h)
@@ -95,7 +189,16 @@ void http_api::do_handle(api_request r, response_handler h)
     };
 
     try {
-        detail::api_plan plan = detail::plan_request(std::move(r), keys_, engine_.options().limits);
+        if (!prefix_.empty()) {
+            // The API's routes start after the prefix; the url_signer and
+            // the parser see targets without it, as they were signed.
+            const std::string_view target = r.target;
+            if (!target.starts_with(prefix_) || target.size() == prefix_.size() || target[prefix_.size()] != '/')
+                return reply(error(404, "NOT_FOUND",
+                                   "There is no such route. The API is described in docs/openapi.yaml."));
+            r.target.erase(0, prefix_.size());
+        }
+        detail::api_plan plan = detail::plan_request(std::move(r), authenticator_, engine_.options().limits);
         if (auto* resp = std::get_if<api_response>(&plan))
             return reply(std::move(*resp));
 
@@ -137,14 +240,23 @@ void http_api::do_handle(api_request r, response_handler h)
             }));
             return;
         }
+        // 202 with the view; its Location under the route prefix.
+        auto accepted_here = [prefix = prefix_](export_snapshot s) {
+            api_response resp = accepted(s);
+            if (!prefix.empty())
+                for (auto& [name, value] : resp.headers)
+                    if (iequals(name, "Location"))
+                        value.insert(0, prefix);
+            return resp;
+        };
         if (auto* c = std::get_if<detail::create_call>(&plan)) {
             engine_.async_create_export(c->account, std::move(c->request), std::move(c->idempotency_key),
-                                        later([](export_snapshot s) { return accepted(s); }));
+                                        later(std::move(accepted_here)));
             return;
         }
         if (auto* g = std::get_if<detail::regenerate_call>(&plan)) {
             engine_.async_regenerate_export(g->account, std::move(g->export_id), std::move(g->idempotency_key),
-                                            later([](export_snapshot s) { return accepted(s); }));
+                                            later(std::move(accepted_here)));
             return;
         }
         auto& u = std::get<detail::get_url_call>(plan);

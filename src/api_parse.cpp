@@ -538,6 +538,13 @@ std::optional<api_response> check_idempotency_key(std::string_view k)
 
 api_plan plan_request(api_request r, std::span<const api_key_entry> keys, const request_limits& limits)
 {
+    return plan_request(
+        std::move(r), [keys](const api_request& q) { return api_auth_result{authenticate(q.authorization, keys)}; },
+        limits);
+}
+
+api_plan plan_request(api_request r, const api_authenticator& authenticator, const request_limits& limits)
+{
     const std::string_view target = r.target;
     const std::size_t qmark = target.find('?');
     const std::string_view path = target.substr(0, qmark);
@@ -559,14 +566,14 @@ api_plan plan_request(api_request r, std::span<const api_key_entry> keys, const 
     }
 
     // -- the account, then the Idempotency-Key --------------------------------
-    const std::int64_t account = authenticate(r.authorization, keys);
-    if (account == 0) {
-        api_response resp = error(401, "UNAUTHORIZED",
-                                  "Send your API key in the Authorization header: "
-                                  "\"Authorization: Bearer <api key>\".");
-        resp.headers.emplace_back("WWW-Authenticate", "Bearer");
-        return resp;
+    api_auth_result who = authenticator ? authenticator(r) : api_auth_result{};
+    if (who.account <= 0) {
+        if (who.refusal)
+            return std::move(*who.refusal);
+        return http_api::unauthorized("Send your API key in the Authorization header: "
+                                      "\"Authorization: Bearer <api key>\".");
     }
+    const std::int64_t account = who.account;
     const bool post = r.method == "POST";
     if (post && r.idempotency_key)
         if (auto bad = check_idempotency_key(*r.idempotency_key))

@@ -11,7 +11,22 @@
 //                                                .authorization = "Bearer s3cret"},
 //         [&](exportengine::api_response r) { /* send r.status, r.headers, r.body */ });
 //
-// Routes (contract §3):
+// A host with its own accounts passes an authenticator instead of API keys,
+// and mounts the API under a prefix of its own:
+//
+//     exportengine::http_api api{eng, {
+//         .authenticator = [&](const exportengine::api_request& r) -> exportengine::api_auth_result {
+//             if (auto account = sessions.account_for(r.header("Cookie")))   // the host's lookup
+//                 return {.account = *account};
+//             return {.refusal = exportengine::http_api::unauthorized("Sign in first.")};
+//         },
+//         .route_prefix = "/api/v1"}};
+//
+// exportengine::http (exportengine/http/server.hpp) serves it over HTTP/1.1,
+// on a listener of its own or inside a host's Beast server.
+//
+// Routes (contract §3), each after api_options::route_prefix when one is set
+// (`/api/v1/exports`):
 //
 //     GET  /exports?page=&limit=         200 {"exports": [...], "page", "limit", "total"}
 //     POST /exports/contacts             202 the new export's view
@@ -54,8 +69,11 @@
 //   answers 202 with the export as it is by then instead of
 //   EXPORT_NOT_EXPIRED; a create replays its first answer exactly.
 // - Responses carry `Cache-Control: no-store` (they hold signed URLs).
-// - 202 answers carry `Location: /exports/{exportId}`.
-// - API keys are compared by their SHA-256 digests, in constant time.
+// - 202 answers carry `Location: /exports/{exportId}` (after the route
+//   prefix).
+// - Who a request acts for is the api_authenticator's decision (api_options);
+//   the API-key one compares keys by their SHA-256 digests, in constant time.
+//   It runs after the route and method checks, before anything else.
 //
 // Thread safety: an http_api is immutable after construction; async_handle
 // may be called from any number of threads at once. The engine must outlive
@@ -69,6 +87,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -87,6 +106,17 @@ struct api_request {
     std::optional<std::string> authorization{};
     std::optional<std::string> idempotency_key{};
     std::string body{};
+    /// Every header of the request (name, value), in the order received, for
+    /// an api_authenticator. The API itself reads Authorization and
+    /// Idempotency-Key from the fields above only; a transport fills both
+    /// (exportengine::http::make_api_request does).
+    std::vector<std::pair<std::string, std::string>> headers{};
+
+    /// The value of header `name` (ASCII case-insensitive): `authorization`
+    /// for "Authorization" and `idempotency_key` for "Idempotency-Key" when
+    /// they are set, otherwise the first such entry of `headers`; nullopt if
+    /// there is none. The view lives as long as the request is unchanged.
+    [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
 };
 
 /// For a download route: what the transport must send. The API has had the
@@ -118,16 +148,81 @@ struct api_response {
     [[nodiscard]] std::string_view header(std::string_view name) const noexcept;
 };
 
+/// What an api_authenticator decides about a request: the account it acts
+/// for, or a refusal.
+struct api_auth_result {
+    /// The account (> 0) the request acts for; 0 refuses it.
+    std::int64_t account = 0;
+    /// With account 0: the answer to send (a 401 of the host's own, or a 403)
+    /// instead of the API's 401 UNAUTHORIZED. Use http_api::unauthorized or
+    /// http_api::error_response to keep contract §3's error shape.
+    std::optional<api_response> refusal{};
+};
+
+/// Authenticates a request to every route but the downloads (whose
+/// signature is the credential), after the route and method are checked and
+/// before anything else. Reads the request's headers (api_request::header);
+/// called on the thread that called http_api::async_handle, possibly from
+/// several threads at once, so it must be thread-safe and must not block
+/// (look tokens up in memory, verify a signed token). An exception is a 500
+/// INTERNAL_ERROR.
+using api_authenticator = std::function<api_auth_result(const api_request&)>;
+
+/// The authenticator of `exportengine serve --api-key KEY:ACCOUNT`: a fixed
+/// map from API keys, sent as `Authorization: Bearer <key>`, to accounts.
+/// Keys are kept and compared as SHA-256 digests, every key every time, each
+/// in constant time. Immutable; copies share nothing.
+class api_key_authenticator {
+public:
+    /// Throws std::invalid_argument for an empty key or an account id that is
+    /// not positive.
+    explicit api_key_authenticator(const std::map<std::string, std::int64_t>& keys);
+
+    /// The key's account, or a refusal without a response of its own (the
+    /// API's 401).
+    [[nodiscard]] api_auth_result operator()(const api_request& request) const;
+
+private:
+    std::vector<std::pair<std::array<unsigned char, 32>, std::int64_t>> keys_;
+};
+
 struct api_options {
-    /// API key -> account id (`--api-key KEY:ACCOUNT`). Keys are compared in
-    /// constant time by their SHA-256 digests.
+    /// API key -> account id (`--api-key KEY:ACCOUNT`): shorthand for
+    /// `.authenticator = api_key_authenticator{api_keys}`. Set this or
+    /// `authenticator`, not both.
     std::map<std::string, std::int64_t> api_keys{};
+    /// Who a request acts for. With neither this nor `api_keys`, every
+    /// request but a download is refused (401).
+    api_authenticator authenticator{};
+    /// Where the API's routes start, e.g. "/api/v1": the routes become
+    /// `/api/v1/exports…` and `/api/v1/downloads/…`, and Location headers
+    /// carry it. Empty (the default): `/exports…` and `/downloads/…`. One or
+    /// more segments of [A-Za-z0-9._~-], each after a '/', none "." or "..";
+    /// one trailing '/' is dropped. Download links must lead under it too:
+    /// give the url_signer a base URL ending with the prefix (the HMAC
+    /// signer: `.base_url = "https://host/api/v1"`); the signer then verifies
+    /// `/downloads/<id>?…` as always, which is what the API hands it once the
+    /// prefix is taken off.
+    std::string route_prefix{};
 };
 
 /// contract §3 over an engine. See the file comment.
 class http_api {
 public:
+    /// Throws std::invalid_argument when both api_keys and authenticator are
+    /// set, for a bad key (see api_key_authenticator) or a malformed
+    /// route_prefix.
     http_api(engine& eng, const api_options& options);
+
+    /// Whether `target` (a request target: origin form `/p?q`, or absolute
+    /// form `http://host/p?q`) is one of the API's paths: `<route_prefix>/exports`,
+    /// `<route_prefix>/exports/…` or `<route_prefix>/downloads/…`. A host
+    /// router sends these to the API and keeps the rest; the API answers any
+    /// other path with 404 NOT_FOUND. Thread-safe.
+    [[nodiscard]] bool owns(std::string_view target) const noexcept;
+
+    /// The route prefix, normalized (no trailing '/'; empty for none).
+    [[nodiscard]] const std::string& route_prefix() const noexcept { return prefix_; }
 
     /// Answers one request. Completion: `void(api_response)` — never an
     /// error: every failure is an HTTP answer. Invoked on the handler's
@@ -147,6 +242,10 @@ public:
     [[nodiscard]] static api_response error_response(unsigned status, std::string_view code,
                                                      std::string_view message);
 
+    /// A 401 UNAUTHORIZED with `message` and `WWW-Authenticate: Bearer`: the
+    /// API's own refusal with the host's sentence, for api_auth_result.
+    [[nodiscard]] static api_response unauthorized(std::string_view message);
+
     /// Every route: (method, path pattern) — the pattern spells `{exportId}`
     /// for the id segment. What the OpenAPI test compares docs/openapi.yaml
     /// with.
@@ -157,8 +256,8 @@ private:
     void do_handle(api_request r, response_handler h);
 
     engine& engine_;
-    /// SHA-256 of each API key and its account.
-    std::vector<std::pair<std::array<unsigned char, 32>, std::int64_t>> keys_;
+    api_authenticator authenticator_;
+    std::string prefix_;
 };
 
 } // namespace exportengine

@@ -7,6 +7,7 @@ usage: cli_test.py PATH_TO_EXPORTENGINE
 import csv
 import gzip
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,74 @@ class BadArguments(unittest.TestCase):
         r = run("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("bench csv", r.stdout)
+
+
+class HelpAndVersion(unittest.TestCase):
+    COMMANDS = ("serve", "seed", "export", "bench")
+
+    def assert_help(self, args, first_line):
+        r = run(*args)
+        self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
+        self.assertEqual(r.stderr, "", args)
+        self.assertTrue(r.stdout.startswith(first_line), f"{args}: {r.stdout[:200]!r}")
+        self.assertNotIn("SPEC", r.stdout)
+        return r.stdout
+
+    def test_overview(self):
+        for flag in ("--help", "-h", "help"):
+            out = self.assert_help([flag], "usage: exportengine <command>")
+            for command in self.COMMANDS:
+                self.assertIn(f"  {command} ", out)
+            self.assertIn("--version", out)
+            self.assertIn("<command> --help", out)
+
+    def test_each_command_explains_its_options(self):
+        expected = {
+            "serve": ["--data-dir", "--source", "--api-key", "--listen", "--public-url", "--retention",
+                      "--record-retention", "--url-ttl", "--workers", "--readers", "--max-body",
+                      "--signing-key", "--previous-signing-key", "--quiet", "--lease",
+                      "--sweep-interval", "--stale-temp-age"],
+            "seed": ["--db", "--accounts", "--contacts", "--lists", "--campaigns", "--reports", "--seed",
+                     "--force"],
+            "export": ["--source", "--account", "--out", "--list-ids", "--contact-ids", "--campaign-id",
+                       "--start", "--end", "--gzip", "--delimiter", "--bom", "--readers", "--mmap",
+                       "--data-dir", "--quiet"],
+            "bench": ["bench csv", "bench gzip", "--rows", "--out", "--gzip-level", "--gzip-threads",
+                      "--seed", "--json", "--in"],
+        }
+        for command in self.COMMANDS:
+            for flag in ("--help", "-h"):
+                out = self.assert_help([command, flag], f"usage: exportengine {command}")
+                for option in expected[command]:
+                    self.assertIn(option, out, f"{command} {flag}")
+            # The same text from `help <command>`.
+            self.assertEqual(run("help", command).stdout, run(command, "--help").stdout)
+
+    def test_help_wins_over_other_arguments_and_does_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            data = os.path.join(d, "data")
+            db = os.path.join(d, "x.db")
+            self.assert_help(["serve", "--data-dir", data, "--bogus", "--help"], "usage: exportengine serve")
+            self.assert_help(["seed", "--db", db, "-h"], "usage: exportengine seed")
+            self.assert_help(["export", "contacts", "--help"], "usage: exportengine export")
+            self.assert_help(["bench", "csv", "--rows", "5", "--help"], "usage: exportengine bench")
+            self.assertFalse(os.path.exists(data))
+            self.assertFalse(os.path.exists(db))
+
+    def test_unknown_command_with_help_is_still_an_error(self):
+        r = run("frobnicate", "--help")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("frobnicate", r.stderr)
+
+    def test_version(self):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(os.path.join(root, "CMakeLists.txt"), encoding="utf-8") as f:
+            version = re.search(r"project\(exportengine\s+VERSION\s+([0-9.]+)", f.read()).group(1)
+        for flag in ("--version", "version"):
+            r = run(flag)
+            self.assertEqual(r.returncode, 0)
+            self.assertEqual(r.stdout, f"exportengine {version}\n")
+            self.assertEqual(r.stderr, "")
 
 
 class BenchCsv(unittest.TestCase):

@@ -61,7 +61,7 @@ TMP = None
 SERVER = None
 
 KEYS = {"key-one": 1, "key-two": 2}
-REQUEST_TIMEOUT = 30.0        # http_server_options::request_timeout (no flag yet)
+REQUEST_TIMEOUT = 30.0        # http::server_options::request_timeout (no flag yet)
 SLOW_S = 1.0                  # a bystander answer slower than this is a failure
 RSS_LIMIT = 200 * 1024 * 1024
 SLOWLORIS = 100

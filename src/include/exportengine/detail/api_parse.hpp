@@ -114,9 +114,16 @@ using api_plan =
     std::variant<api_response, list_call, create_call, regenerate_call, get_url_call, download_call>;
 
 /// Routes, authenticates and parses `r` in http_api's order: route (404/405;
-/// downloads: 404, 405, then 403 for an incomplete query), API key (401),
+/// downloads: 404, 405, then 403 for an incomplete query), the
+/// authenticator (401, or its own refusal; an empty one refuses everyone),
 /// Idempotency-Key on POST (400), then the query or body (400, including
-/// validate_request). May throw std::bad_alloc (http_api answers 500).
+/// validate_request). `r.target` is the path without the route prefix. May
+/// throw std::bad_alloc (http_api answers 500) and what the authenticator
+/// throws.
+[[nodiscard]] api_plan plan_request(api_request r, const api_authenticator& authenticator,
+                                    const request_limits& limits);
+
+/// plan_request with the API-key authenticator over `keys`.
 [[nodiscard]] api_plan plan_request(api_request r, std::span<const api_key_entry> keys,
                                     const request_limits& limits);
 

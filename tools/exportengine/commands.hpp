@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace exportengine::cli {
@@ -12,5 +13,11 @@ int bench_command(const std::vector<std::string>& argv);
 int seed_command(const std::vector<std::string>& argv);
 int export_command(const std::vector<std::string>& argv);
 int serve_command(const std::vector<std::string>& argv);
+
+/// `exportengine --help`: every command in short (usage.cpp).
+extern const std::string_view overview_usage;
+/// `exportengine <command> --help`: the command's options, or empty for an
+/// unknown command.
+[[nodiscard]] std::string_view command_usage(std::string_view command);
 
 } // namespace exportengine::cli

@@ -1,5 +1,5 @@
-// Deterministic sample rows for `exportengine bench`, the benchmarks and
-// (later) `exportengine seed`: realistic contacts with the oddities real data
+// Deterministic sample rows for `exportengine seed` and `bench` and the
+// benchmarks (target exportengine_sample_data, never installed): realistic contacts with the oddities real data
 // has — commas, quotes, newlines, non-ASCII names, NULL emails and ~1% of
 // free-text values starting with `=`, `+`, `-` or `@`.
 //
@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace exportengine::cli {
+namespace exportengine::sample_data {
 
 /// splitmix64: tiny, fast and the same on every platform (the standard
 /// library's distributions are not), so a seed means the same rows anywhere.
@@ -75,4 +75,4 @@ private:
     char last_[48] = {};
 };
 
-} // namespace exportengine::cli
+} // namespace exportengine::sample_data

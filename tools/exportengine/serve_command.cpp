@@ -3,7 +3,6 @@
 // SIGINT or SIGTERM.
 #include "args.hpp"
 #include "commands.hpp"
-#include "http_server.hpp"
 
 #include <exportengine/adapters/filesystem_sink.hpp>
 #include <exportengine/adapters/hmac_url_signer.hpp>
@@ -11,6 +10,7 @@
 #include <exportengine/adapters/sqlite_job_store.hpp>
 #include <exportengine/api.hpp>
 #include <exportengine/engine.hpp>
+#include <exportengine/http/server.hpp>
 #include <exportengine/time_format.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -78,6 +78,9 @@ public:
 private:
     std::mutex mu_;
 };
+
+/// `s` as a quoted, escaped JSON string: for the JSON log lines.
+std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
 
 std::string now_text()
 {
@@ -171,7 +174,7 @@ int serve_command(const std::vector<std::string>& argv)
         previous_keys.push_back(adapters::read_key_file(f));
 
     // Bind first: with port 0, the signed URLs need the port we got.
-    http_server server(ioc, files,
+    http::server server(ioc, files,
                        {.max_body_size = static_cast<std::size_t>(max_body),
                         .access_log = !quiet,
                         .log = [&logs](std::string_view s) { logs.line(s); }});

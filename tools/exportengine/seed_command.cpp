@@ -28,6 +28,10 @@
 namespace exportengine::cli {
 namespace {
 
+using sample_data::prng;
+using sample_data::contact_generator;
+using sample_data::sample_contact;
+
 // The reference schema (contract §7).
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE contacts (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL,

@@ -21,6 +21,9 @@
 namespace exportengine::cli {
 namespace {
 
+using sample_data::contact_generator;
+using sample_data::write_contact;
+
 std::int64_t peak_rss_bytes()
 {
     rusage ru{};

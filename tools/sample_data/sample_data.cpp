@@ -5,7 +5,7 @@
 #include <charconv>
 #include <cstring>
 
-namespace exportengine::cli {
+namespace exportengine::sample_data {
 namespace {
 
 constexpr std::array<std::string_view, 24> first_names{
@@ -109,4 +109,4 @@ const sample_contact& contact_generator::next() noexcept
     return r;
 }
 
-} // namespace exportengine::cli
+} // namespace exportengine::sample_data
