@@ -331,7 +331,9 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                 return invalid(quote(key) + " must be an RFC 3339 date-time with an offset, such as "
                                "\"2026-01-31T00:00:00Z\" or \"2026-01-31T01:00:00+01:00\", not "
                                + describe(value) + ".");
-            (key == "startDateTime" ? filter.start : filter.end) = *t;
+            const bool start = key == "startDateTime";
+            (start ? filter.start : filter.end) = *t;
+            (start ? filter.start_text : filter.end_text) = std::string_view(value.get_string());
             scope[key] = value;
             continue;
         }

@@ -1,5 +1,7 @@
 #include <exportengine/export_job.hpp>
 
+#include <exportengine/time_format.hpp>
+
 #include <algorithm>
 #include <array>
 #include <string>
@@ -79,6 +81,23 @@ bool all_positive(const std::vector<T>& v)
     return std::all_of(v.begin(), v.end(), [](T x) { return x > 0; });
 }
 
+/// One end of a delivery-report range: its text, when given, spells its
+/// instant; without a text the instant must have a UTC spelling for views.
+std::string check_range_end(std::string_view field, const std::optional<timestamp>& t, const std::string& text)
+{
+    if (!text.empty()) {
+        if (!t)
+            return std::string(field) + " is written out but has no instant.";
+        if (parse_rfc3339(text) != *t)
+            return std::string(field) + " as written must be an RFC 3339 date-time with an offset "
+                   "that means its instant.";
+        return {};
+    }
+    if (t && format_rfc3339_ms(*t).empty())
+        return std::string(field) + " must fall within the years 0000 to 9999 (UTC).";
+    return {};
+}
+
 } // namespace
 
 std::string validate_request(const export_request& r, const request_limits& limits)
@@ -112,7 +131,9 @@ std::string validate_request(const export_request& r, const request_limits& limi
         return "campaignId must be a positive integer.";
     if (f->start && *f->start >= *f->end)
         return "startDateTime must be before endDateTime.";
-    return {};
+    if (auto problem = check_range_end("startDateTime", f->start, f->start_text); !problem.empty())
+        return problem;
+    return check_range_end("endDateTime", f->end, f->end_text);
 }
 
 export_status export_job::effective_status(timestamp now) const noexcept

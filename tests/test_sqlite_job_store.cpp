@@ -432,7 +432,12 @@ TEST_CASE("sqlite_job_store: every field round-trips, and survives reopening the
     {
         export_request r;
         r.type = export_type::delivery_reports;
-        r.filter = delivery_reports_filter{.campaign_id = {}, .start = timestamp{-5ms}, .end = t};
+        // The texts as written (quotes and non-ASCII kept byte for byte).
+        r.filter = delivery_reports_filter{.campaign_id = {},
+                                           .start = timestamp{-5ms},
+                                           .end = t,
+                                           .start_text = "1970-01-01T00:59:59.995+01:00",
+                                           .end_text = "zo\u00eb \"quoted\""};
         r.format.compression = compression_kind::gzip;
         jobs.push_back(job_at("range", 8, t + 4ms, r));
     }

@@ -51,10 +51,21 @@ struct contacts_filter {
 
 /// Delivery reports to export: those of `campaign_id`, those submitted in
 /// [`start`, `end`), or both conditions at once.
+///
+/// `start_text` and `end_text` are the range's ends as the caller wrote them
+/// (RFC 3339 with any offset, e.g. "2026-01-31T01:00:00+01:00"), kept so
+/// that views show them exactly as given; empty when the caller gave only
+/// the instant, and views then show the instant in UTC
+/// (format_rfc3339_ms). A non-empty text must parse (parse_rfc3339) to
+/// exactly its instant. Only the instants decide what is exported and what
+/// an idempotency key compares: two texts of one instant are the same
+/// export.
 struct delivery_reports_filter {
     std::optional<std::int64_t> campaign_id{};
     std::optional<timestamp> start{};
     std::optional<timestamp> end{};
+    std::string start_text{};
+    std::string end_text{};
     friend bool operator==(const delivery_reports_filter&, const delivery_reports_filter&) = default;
 };
 
