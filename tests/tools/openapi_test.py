@@ -15,7 +15,7 @@ usage: openapi_test.py PATH_TO_EXPORTENGINE
   documented path is 405 with an Allow header naming exactly the documented
   methods; undocumented paths are 404.
 - The Error schema's `code` enum is exactly the set of codes the API
-  (src/api.cpp, api_parse.cpp, api_views.cpp) and src/cli/http_server.cpp
+  (src/api.cpp, api_parse.cpp, api_views.cpp, views.cpp) and src/cli/http_server.cpp
   can emit; the view's `error.code` enum is exactly
   the job error codes of src/engine/transitions.cpp.
 - ExportView, ExportList and DownloadLink list exactly the keys of real
@@ -48,7 +48,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.yaml")
 API_CPP = os.path.join(ROOT, "src", "api.cpp")
 # The API's sources: the handler, the request parser, the responses and views.
-API_SOURCES = [os.path.join(ROOT, "src", name) for name in ("api.cpp", "api_parse.cpp", "api_views.cpp")]
+API_SOURCES = [os.path.join(ROOT, "src", name)
+               for name in ("api.cpp", "api_parse.cpp", "api_views.cpp", "views.cpp")]
 HTTP_SERVER_CPP = os.path.join(ROOT, "src", "cli", "http_server.cpp")
 ENGINE_CPP = os.path.join(ROOT, "src", "engine", "transitions.cpp")
 
