@@ -272,7 +272,6 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
     export_request req;
     req.type = export_type::contacts;
     contacts_filter filter;
-    json::object scope;
     for (const auto& [key, value] : o) {
         bool matched = false;
         if (auto bad = format_field(key, value, req.format, matched))
@@ -285,7 +284,6 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
             if (auto* r = std::get_if<api_response>(&ids))
                 return std::move(*r);
             (lists ? filter.list_ids : filter.contact_ids) = std::move(std::get<0>(ids));
-            scope[key] = value;
             continue;
         }
         return unknown_field(key, "listIds, contactIds, compression, delimiter and bom");
@@ -294,7 +292,6 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
         return invalid("Give either \"listIds\" or \"contactIds\", not both (or neither, to export "
                        "every contact).");
     req.filter = std::move(filter);
-    req.filters_json = json::serialize(scope);
     return req;
 }
 
@@ -307,7 +304,6 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
     export_request req;
     req.type = export_type::delivery_reports;
     delivery_reports_filter filter;
-    json::object scope;
     for (const auto& [key, value] : o) {
         bool matched = false;
         if (auto bad = format_field(key, value, req.format, matched))
@@ -320,7 +316,6 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                 return invalid("\"campaignId\" must be a positive integer (at most "
                                "9223372036854775807), not " + describe(value) + ".");
             filter.campaign_id = *id;
-            scope[key] = value;
             continue;
         }
         if (key == "startDateTime" || key == "endDateTime") {
@@ -334,7 +329,6 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
             const bool start = key == "startDateTime";
             (start ? filter.start : filter.end) = *t;
             (start ? filter.start_text : filter.end_text) = std::string_view(value.get_string());
-            scope[key] = value;
             continue;
         }
         return unknown_field(key, "campaignId, startDateTime, endDateTime, compression, delimiter and bom");
@@ -347,8 +341,7 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                        "and \"endDateTime\" range, or both.");
     if (filter.start && *filter.start >= *filter.end)
         return invalid("\"startDateTime\" must be before \"endDateTime\".");
-    req.filter = filter;
-    req.filters_json = json::serialize(scope);
+    req.filter = std::move(filter);
     return req;
 }
 

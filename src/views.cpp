@@ -62,7 +62,7 @@ json::object export_filters_view(const export_request& request)
 json::object export_view(const export_job& job, timestamp as_of)
 {
     json::object o;
-    o.reserve(13);
+    o.reserve(14);
     o["exportId"] = job.id;
     o["type"] = to_string(job.request.type);
     const export_status status = job.effective_status(as_of);
@@ -80,6 +80,13 @@ json::object export_view(const export_job& job, timestamp as_of)
         o["error"] = json::object{{"code", job.error->code}, {"message", job.error->message}};
     else
         o["error"] = nullptr;
+    if (!job.request.metadata.empty()) {
+        json::object m;
+        m.reserve(job.request.metadata.size());
+        for (const auto& [key, value] : job.request.metadata)
+            m[key] = value;
+        o["metadata"] = std::move(m);
+    }
     return o;
 }
 

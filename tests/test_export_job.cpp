@@ -1,6 +1,6 @@
 // export_job.hpp: validate_request's rules for what a request carries
-// besides its scope (the range's texts), and the idempotency fingerprint of a
-// request (detail/request_hash.hpp).
+// besides its scope (the range's texts, host metadata), and the idempotency
+// fingerprint of a request (detail/request_hash.hpp).
 #include "support/engine_fixture.hpp"
 
 #include <exportengine/detail/request_hash.hpp>
@@ -70,4 +70,53 @@ TEST_CASE("the idempotency fingerprint compares instants, not how they were writ
           == "v1|deliveryReports|campaign:7|start:1769817600000|end:1769904000000|compression:none|delimiter:44|nobom");
     CHECK(detail::canonical_request(contacts_request({.list_ids = {3, 1, 3}}))
           == "v1|contacts|lists:3,1,3|contacts:|compression:none|delimiter:44|nobom");
+}
+
+TEST_CASE("host metadata: non-empty UTF-8 keys, UTF-8 values, 4096 bytes in all", "[export_job][validation]")
+{
+    auto with = [](std::map<std::string, std::string> m) {
+        auto r = contacts_request();
+        r.metadata = std::move(m);
+        return validate_request(r);
+    };
+    CHECK(with({}).empty());
+    CHECK(with({{"requestedBy", "zo\u00eb"}, {"correlationId", ""}, {"\u65e5", "\"\n\t\x01"}}).empty());
+    CHECK(with({{"", "x"}}) == "\"metadata\" keys must not be empty.");
+    CHECK(with({{"k", "\xff"}}) == "\"metadata\" keys and values must be UTF-8 text.");
+    CHECK_FALSE(with({{"\xc0\xaf", "overlong"}}).empty());
+    CHECK_FALSE(with({{"k", "\xed\xa0\x80"}}).empty()); // a surrogate
+    CHECK_FALSE(with({{"k", "\xe2\x82"}}).empty());      // cut short
+
+    // 4096 bytes of keys and values together, by default; configurable.
+    CHECK(with({{"k", std::string(4095, 'v')}}).empty());
+    CHECK(with({{"k", std::string(4095, 'v')}, {"l", ""}})
+          == "\"metadata\" holds 4097 bytes of keys and values; at most 4096 are allowed.");
+    auto big = contacts_request();
+    big.metadata = {{"k", std::string(8191, 'v')}};
+    CHECK(validate_request(big, {.max_metadata_bytes = 8192}).empty());
+    // Either export type.
+    auto reports = reports_request({.campaign_id = 1});
+    reports.metadata = {{"", ""}};
+    CHECK_FALSE(validate_request(reports).empty());
+}
+
+TEST_CASE("host metadata is part of the idempotency fingerprint, when there is some", "[export_job][idempotency]")
+{
+    const auto plain = contacts_request({.list_ids = {3}});
+    auto alice = plain;
+    alice.metadata = {{"requestedBy", "alice"}};
+    auto bob = plain;
+    bob.metadata = {{"requestedBy", "bob"}};
+    CHECK(detail::request_hash(alice) != detail::request_hash(plain));
+    CHECK(detail::request_hash(alice) != detail::request_hash(bob));
+    const auto alice_again = alice;
+    CHECK(detail::request_hash(alice) == detail::request_hash(alice_again));
+    // Unambiguous: where one entry ends and the next begins is part of it.
+    auto ab = plain;
+    ab.metadata = {{"a", "b:c"}};
+    auto abc = plain;
+    abc.metadata = {{"a", "b"}, {"c", ""}};
+    CHECK(detail::request_hash(ab) != detail::request_hash(abc));
+    CHECK(detail::canonical_request(alice)
+          == "v1|contacts|lists:3|contacts:|compression:none|delimiter:44|nobom|metadata:11:requestedBy5:alice");
 }

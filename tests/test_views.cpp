@@ -127,3 +127,25 @@ TEST_CASE("views: a host's views are http_api's answers, byte for byte", "[views
                  + R"(,"fileSize":)" + std::to_string(link.file_size)
                  + R"(,"contentType":"text/csv; charset=utf-8"})");
 }
+
+TEST_CASE("views: host metadata shows last, and only when there is some", "[views]")
+{
+    export_job job;
+    job.id = "j";
+    job.request = contacts_request({.list_ids = {1}});
+    const timestamp t = at("2026-01-31T00:00:00Z");
+    job.created_at = job.updated_at = t;
+    const std::string plain = json::serialize(export_view(job, t));
+    CHECK(plain
+          == R"({"exportId":"j","type":"contacts","status":"queued","isAvailableForDownload":false,)"
+             R"("createdAt":"2026-01-31T00:00:00.000Z","updatedAt":"2026-01-31T00:00:00.000Z",)"
+             R"("completedAt":null,"expiresAt":null,"filters":{"listIds":[1]},"compression":"none",)"
+             R"("rowCount":null,"fileSize":null,"error":null})");
+
+    job.request.metadata = {{"requestedBy", "zo\u00eb"}, {"correlationId", "c\"1\"\n"}};
+    const std::string with = json::serialize(export_view(job, t));
+    // The same view, then `metadata` (keys in byte order, strings escaped).
+    CHECK(with
+          == plain.substr(0, plain.size() - 1)
+                 + R"(,"metadata":{"correlationId":"c\"1\"\n","requestedBy":"zo)" "\u00eb" R"("}})");
+}

@@ -47,7 +47,10 @@ namespace exportengine {
 /// expiry reads `expired`), `isAvailableForDownload`, `createdAt`,
 /// `updatedAt`, `completedAt`, `expiresAt`, `filters`, `compression`,
 /// `rowCount`, `fileSize`, `error` (an object only while `failed`), in
-/// that order. Give the `as_of` the engine answered with
+/// that order, then `metadata` (export_request::metadata, keys in byte
+/// order, every value a string) only when the job has any: a job without
+/// metadata has exactly the view it had before metadata existed. Give the
+/// `as_of` the engine answered with
 /// (export_snapshot::as_of, export_list::as_of), not a clock read of your
 /// own, so the view agrees with the store's reading.
 [[nodiscard]] boost::json::object export_view(const export_job& job, timestamp as_of);

@@ -43,6 +43,15 @@ std::string encode_filter(const std::variant<contacts_filter, delivery_reports_f
     return boost::json::serialize(o);
 }
 
+std::string encode_metadata(const std::map<std::string, std::string>& metadata)
+{
+    boost::json::object o;
+    o.reserve(metadata.size());
+    for (const auto& [key, value] : metadata)
+        o[key] = value;
+    return boost::json::serialize(o);
+}
+
 namespace {
 
 std::vector<std::int64_t> decode_ids(const boost::json::object& o, const char* name)
@@ -89,6 +98,15 @@ std::variant<contacts_filter, delivery_reports_filter> decode_filter(const std::
     return d;
 }
 
+std::map<std::string, std::string> decode_metadata(const std::string& text)
+{
+    std::map<std::string, std::string> metadata;
+    const auto value = boost::json::parse(text);
+    for (const auto& [key, v] : value.as_object())
+        metadata.emplace(key, v.as_string());
+    return metadata;
+}
+
 // ---------------------------------------------------------------------------
 // Reading and binding.
 
@@ -126,7 +144,7 @@ export_job read_job(const SQLite::Statement& s)
     j.request.format.delimiter =
         static_cast<char>(static_cast<unsigned char>(s.getColumn(5).getInt()));
     j.request.format.bom = s.getColumn(6).getInt() != 0;
-    j.request.filters_json = s.getColumn(7).getString();
+    j.request.metadata = decode_metadata(s.getColumn(7).getString());
     j.status = *status;
     j.created_at = from_ms(s.getColumn(9).getInt64());
     j.updated_at = from_ms(s.getColumn(10).getInt64());
