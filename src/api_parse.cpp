@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include <charconv>
+#include <map>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -256,6 +257,30 @@ std::optional<api_response> format_field(std::string_view key, const json::value
     return std::nullopt;
 }
 
+/// `metadata`: the host's own data about the export, a JSON object of
+/// strings, within the limits of validate_metadata. True in `matched` when
+/// `key` was it.
+std::optional<api_response> metadata_field(std::string_view key, const json::value& v,
+                                           std::map<std::string, std::string>& metadata,
+                                           const request_limits& limits, bool& matched)
+{
+    matched = key == "metadata";
+    if (!matched)
+        return std::nullopt;
+    if (!v.is_object())
+        return invalid("\"metadata\" must be a JSON object of strings, such as {\"requestedBy\":\"alice\"}, not "
+                       + describe(v) + ".");
+    for (const auto& [k, value] : v.get_object()) {
+        if (!value.is_string())
+            return invalid("\"metadata\" values must be strings; \"" + excerpt(k, 64) + "\" is " + describe(value)
+                           + ".");
+        metadata.emplace(std::string_view(k), std::string_view(value.get_string()));
+    }
+    if (std::string problem = validate_metadata(metadata, limits.max_metadata_bytes); !problem.empty())
+        return invalid(problem);
+    return std::nullopt;
+}
+
 api_response unknown_field(std::string_view key, std::string_view allowed)
 {
     return invalid("Unknown field \"" + excerpt(key, 64) + "\" in the request body; the fields are "
@@ -278,6 +303,10 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
             return std::move(*bad);
         if (matched)
             continue;
+        if (auto bad = metadata_field(key, value, req.metadata, limits, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
         if (key == "listIds" || key == "contactIds") {
             const bool lists = key == "listIds";
             auto ids = id_array(key, value, lists ? limits.max_list_ids : limits.max_contact_ids);
@@ -286,7 +315,7 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
             (lists ? filter.list_ids : filter.contact_ids) = std::move(std::get<0>(ids));
             continue;
         }
-        return unknown_field(key, "listIds, contactIds, compression, delimiter and bom");
+        return unknown_field(key, "listIds, contactIds, compression, delimiter, bom and metadata");
     }
     if (!filter.list_ids.empty() && !filter.contact_ids.empty())
         return invalid("Give either \"listIds\" or \"contactIds\", not both (or neither, to export "
@@ -295,7 +324,8 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
     return req;
 }
 
-std::variant<export_request, api_response> delivery_reports_request(std::string_view body)
+std::variant<export_request, api_response> delivery_reports_request(std::string_view body,
+                                                                    const request_limits& limits)
 {
     auto parsed = parse_object(body);
     if (auto* r = std::get_if<api_response>(&parsed))
@@ -307,6 +337,10 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
     for (const auto& [key, value] : o) {
         bool matched = false;
         if (auto bad = format_field(key, value, req.format, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
+        if (auto bad = metadata_field(key, value, req.metadata, limits, matched))
             return std::move(*bad);
         if (matched)
             continue;
@@ -331,7 +365,8 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
             (start ? filter.start_text : filter.end_text) = std::string_view(value.get_string());
             continue;
         }
-        return unknown_field(key, "campaignId, startDateTime, endDateTime, compression, delimiter and bom");
+        return unknown_field(key,
+                             "campaignId, startDateTime, endDateTime, compression, delimiter, bom and metadata");
     }
     if (filter.start.has_value() != filter.end.has_value())
         return invalid("Give both \"startDateTime\" and \"endDateTime\" for a date range (the start is "
@@ -393,9 +428,10 @@ std::variant<export_request, api_response> parse_contacts_request(std::string_vi
     return contacts_request(body, limits);
 }
 
-std::variant<export_request, api_response> parse_delivery_reports_request(std::string_view body)
+std::variant<export_request, api_response> parse_delivery_reports_request(std::string_view body,
+                                                                          const request_limits& limits)
 {
-    return delivery_reports_request(body);
+    return delivery_reports_request(body, limits);
 }
 
 std::optional<api_response> check_regenerate_body(std::string_view body)
@@ -578,7 +614,7 @@ api_plan plan_request(api_request r, std::span<const api_key_entry> keys, const 
     case api_route::create_contacts:
     case api_route::create_reports: {
         auto req = m.route == api_route::create_contacts ? contacts_request(r.body, limits)
-                                                         : delivery_reports_request(r.body);
+                                                         : delivery_reports_request(r.body, limits);
         if (auto* bad = std::get_if<api_response>(&req))
             return std::move(*bad);
         export_request& er = std::get<export_request>(req);

@@ -111,22 +111,6 @@ bool is_utf8(std::string_view s) noexcept
     return true;
 }
 
-std::string check_metadata(const std::map<std::string, std::string>& metadata, std::size_t max_bytes)
-{
-    std::size_t bytes = 0;
-    for (const auto& [key, value] : metadata) {
-        if (key.empty())
-            return "\"metadata\" keys must not be empty.";
-        if (!is_utf8(key) || !is_utf8(value))
-            return "\"metadata\" keys and values must be UTF-8 text.";
-        bytes += key.size() + value.size();
-    }
-    if (bytes > max_bytes)
-        return "\"metadata\" holds " + std::to_string(bytes) + " bytes of keys and values; at most "
-               + std::to_string(max_bytes) + " are allowed.";
-    return {};
-}
-
 /// One end of a delivery-report range: its text, when given, spells its
 /// instant; without a text the instant must have a UTC spelling for views.
 std::string check_range_end(std::string_view field, const std::optional<timestamp>& t, const std::string& text)
@@ -150,7 +134,7 @@ std::string validate_request(const export_request& r, const request_limits& limi
 {
     if (r.format.delimiter != ',' && r.format.delimiter != ';' && r.format.delimiter != '\t')
         return "delimiter must be \",\", \";\" or a tab.";
-    if (auto problem = check_metadata(r.metadata, limits.max_metadata_bytes); !problem.empty())
+    if (auto problem = validate_metadata(r.metadata, limits.max_metadata_bytes); !problem.empty())
         return problem;
     if (r.type == export_type::contacts) {
         const auto* f = std::get_if<contacts_filter>(&r.filter);
@@ -182,6 +166,22 @@ std::string validate_request(const export_request& r, const request_limits& limi
     if (auto problem = check_range_end("startDateTime", f->start, f->start_text); !problem.empty())
         return problem;
     return check_range_end("endDateTime", f->end, f->end_text);
+}
+
+std::string validate_metadata(const std::map<std::string, std::string>& metadata, std::size_t max_bytes)
+{
+    std::size_t bytes = 0;
+    for (const auto& [key, value] : metadata) {
+        if (key.empty())
+            return "\"metadata\" keys must not be empty.";
+        if (!is_utf8(key) || !is_utf8(value))
+            return "\"metadata\" keys and values must be UTF-8 text.";
+        bytes += key.size() + value.size();
+    }
+    if (bytes > max_bytes)
+        return "\"metadata\" holds " + std::to_string(bytes) + " bytes of keys and values; at most "
+               + std::to_string(max_bytes) + " are allowed.";
+    return {};
 }
 
 export_status export_job::effective_status(timestamp now) const noexcept

@@ -51,6 +51,11 @@
 //   `startDateTime` / `endDateTime` strings exactly as sent, the keys in
 //   that fixed order. Format options (compression, delimiter, bom) are not
 //   filters; `compression` has its own field.
+// - `metadata` (optional, both create routes): a JSON object of strings,
+//   the host's own data (export_request::metadata: non-empty keys, 4096
+//   bytes of keys and values by default), shown last in the views only
+//   when not empty (`{}` is none), kept by regenerate, and part of what an
+//   Idempotency-Key compares.
 // - Idempotency-Key works on every POST. A retried regenerate with its key
 //   answers 202 with the export as it is by then instead of
 //   EXPORT_NOT_EXPIRED; a create replays its first answer exactly.

@@ -111,6 +111,12 @@ struct request_limits {
 /// valid, else one sentence a person can act on.
 [[nodiscard]] std::string validate_request(const export_request& r, const request_limits& limits = {});
 
+/// The part of validate_request that checks export_request::metadata: keys
+/// non-empty, keys and values UTF-8, at most `max_bytes` of them together.
+/// Empty when it is valid, else one sentence.
+[[nodiscard]] std::string validate_metadata(const std::map<std::string, std::string>& metadata,
+                                            std::size_t max_bytes);
+
 /// Why a job failed, as the user sees it: a stable code and a sentence. Never
 /// internals (SQL, paths, exception text); those go to the log.
 struct job_error {
