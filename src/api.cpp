@@ -1,5 +1,5 @@
 // The HTTP API's handler: plan_request (api_parse.cpp), then the engine
-// call, answered with the views of api_views.cpp.
+// call, answered with the views of views.hpp.
 #include <exportengine/api.hpp>
 #include <exportengine/detail/api_parse.hpp>
 
@@ -7,7 +7,7 @@
 
 #include <exportengine/detail/request_hash.hpp>
 #include <exportengine/error.hpp>
-#include <exportengine/time_format.hpp>
+#include <exportengine/views.hpp>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -229,14 +229,7 @@ void http_api::do_handle(api_request r, response_handler h)
         }
         if (auto* l = std::get_if<detail::list_call>(&plan)) {
             engine_.async_list_exports(l->account, l->page, l->limit, later([](export_list l) {
-                json::array items;
-                items.reserve(l.jobs.size());
-                for (const export_job& j : l.jobs)
-                    items.emplace_back(view(j, l.as_of));
-                return json_response(200, json::object{{"exports", std::move(items)},
-                                                        {"page", l.page},
-                                                        {"limit", l.limit},
-                                                        {"total", l.total}});
+                return json_response(200, export_list_view(l));
             }));
             return;
         }
@@ -261,13 +254,7 @@ void http_api::do_handle(api_request r, response_handler h)
         }
         auto& u = std::get<detail::get_url_call>(plan);
         engine_.async_get_download_url(u.account, std::move(u.export_id), later([](download_link l) {
-            return json_response(200, json::object{{"exportId", l.export_id},
-                                                   {"url", l.url},
-                                                   {"expiresAt", format_rfc3339_ms(l.expires_at)},
-                                                   {"fileExpiresAt", format_rfc3339_ms(l.file_expires_at)},
-                                                   {"rowCount", l.row_count},
-                                                   {"fileSize", l.file_size},
-                                                   {"contentType", l.content_type}});
+            return json_response(200, download_link_view(l));
         }));
         return;
     } catch (const std::exception&) {

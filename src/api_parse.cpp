@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include <charconv>
+#include <map>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -256,6 +257,30 @@ std::optional<api_response> format_field(std::string_view key, const json::value
     return std::nullopt;
 }
 
+/// `metadata`: the host's own data about the export, a JSON object of
+/// strings, within the limits of validate_metadata. True in `matched` when
+/// `key` was it.
+std::optional<api_response> metadata_field(std::string_view key, const json::value& v,
+                                           std::map<std::string, std::string>& metadata,
+                                           const request_limits& limits, bool& matched)
+{
+    matched = key == "metadata";
+    if (!matched)
+        return std::nullopt;
+    if (!v.is_object())
+        return invalid("\"metadata\" must be a JSON object of strings, such as {\"requestedBy\":\"alice\"}, not "
+                       + describe(v) + ".");
+    for (const auto& [k, value] : v.get_object()) {
+        if (!value.is_string())
+            return invalid("\"metadata\" values must be strings; \"" + excerpt(k, 64) + "\" is " + describe(value)
+                           + ".");
+        metadata.emplace(std::string_view(k), std::string_view(value.get_string()));
+    }
+    if (std::string problem = validate_metadata(metadata, limits.max_metadata_bytes); !problem.empty())
+        return invalid(problem);
+    return std::nullopt;
+}
+
 api_response unknown_field(std::string_view key, std::string_view allowed)
 {
     return invalid("Unknown field \"" + excerpt(key, 64) + "\" in the request body; the fields are "
@@ -272,10 +297,13 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
     export_request req;
     req.type = export_type::contacts;
     contacts_filter filter;
-    json::object scope;
     for (const auto& [key, value] : o) {
         bool matched = false;
         if (auto bad = format_field(key, value, req.format, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
+        if (auto bad = metadata_field(key, value, req.metadata, limits, matched))
             return std::move(*bad);
         if (matched)
             continue;
@@ -285,20 +313,19 @@ std::variant<export_request, api_response> contacts_request(std::string_view bod
             if (auto* r = std::get_if<api_response>(&ids))
                 return std::move(*r);
             (lists ? filter.list_ids : filter.contact_ids) = std::move(std::get<0>(ids));
-            scope[key] = value;
             continue;
         }
-        return unknown_field(key, "listIds, contactIds, compression, delimiter and bom");
+        return unknown_field(key, "listIds, contactIds, compression, delimiter, bom and metadata");
     }
     if (!filter.list_ids.empty() && !filter.contact_ids.empty())
         return invalid("Give either \"listIds\" or \"contactIds\", not both (or neither, to export "
                        "every contact).");
     req.filter = std::move(filter);
-    req.filters_json = json::serialize(scope);
     return req;
 }
 
-std::variant<export_request, api_response> delivery_reports_request(std::string_view body)
+std::variant<export_request, api_response> delivery_reports_request(std::string_view body,
+                                                                    const request_limits& limits)
 {
     auto parsed = parse_object(body);
     if (auto* r = std::get_if<api_response>(&parsed))
@@ -307,10 +334,13 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
     export_request req;
     req.type = export_type::delivery_reports;
     delivery_reports_filter filter;
-    json::object scope;
     for (const auto& [key, value] : o) {
         bool matched = false;
         if (auto bad = format_field(key, value, req.format, matched))
+            return std::move(*bad);
+        if (matched)
+            continue;
+        if (auto bad = metadata_field(key, value, req.metadata, limits, matched))
             return std::move(*bad);
         if (matched)
             continue;
@@ -320,7 +350,6 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                 return invalid("\"campaignId\" must be a positive integer (at most "
                                "9223372036854775807), not " + describe(value) + ".");
             filter.campaign_id = *id;
-            scope[key] = value;
             continue;
         }
         if (key == "startDateTime" || key == "endDateTime") {
@@ -331,11 +360,13 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                 return invalid(quote(key) + " must be an RFC 3339 date-time with an offset, such as "
                                "\"2026-01-31T00:00:00Z\" or \"2026-01-31T01:00:00+01:00\", not "
                                + describe(value) + ".");
-            (key == "startDateTime" ? filter.start : filter.end) = *t;
-            scope[key] = value;
+            const bool start = key == "startDateTime";
+            (start ? filter.start : filter.end) = *t;
+            (start ? filter.start_text : filter.end_text) = std::string_view(value.get_string());
             continue;
         }
-        return unknown_field(key, "campaignId, startDateTime, endDateTime, compression, delimiter and bom");
+        return unknown_field(key,
+                             "campaignId, startDateTime, endDateTime, compression, delimiter, bom and metadata");
     }
     if (filter.start.has_value() != filter.end.has_value())
         return invalid("Give both \"startDateTime\" and \"endDateTime\" for a date range (the start is "
@@ -345,8 +376,7 @@ std::variant<export_request, api_response> delivery_reports_request(std::string_
                        "and \"endDateTime\" range, or both.");
     if (filter.start && *filter.start >= *filter.end)
         return invalid("\"startDateTime\" must be before \"endDateTime\".");
-    req.filter = filter;
-    req.filters_json = json::serialize(scope);
+    req.filter = std::move(filter);
     return req;
 }
 
@@ -398,9 +428,10 @@ std::variant<export_request, api_response> parse_contacts_request(std::string_vi
     return contacts_request(body, limits);
 }
 
-std::variant<export_request, api_response> parse_delivery_reports_request(std::string_view body)
+std::variant<export_request, api_response> parse_delivery_reports_request(std::string_view body,
+                                                                          const request_limits& limits)
 {
-    return delivery_reports_request(body);
+    return delivery_reports_request(body, limits);
 }
 
 std::optional<api_response> check_regenerate_body(std::string_view body)
@@ -590,7 +621,7 @@ api_plan plan_request(api_request r, const api_authenticator& authenticator, con
     case api_route::create_contacts:
     case api_route::create_reports: {
         auto req = m.route == api_route::create_contacts ? contacts_request(r.body, limits)
-                                                         : delivery_reports_request(r.body);
+                                                         : delivery_reports_request(r.body, limits);
         if (auto* bad = std::get_if<api_response>(&req))
             return std::move(*bad);
         export_request& er = std::get<export_request>(req);

@@ -1,9 +1,9 @@
-// The HTTP API's responses and JSON views (contract §3): what every answer is
-// built from.
+// The HTTP API's responses (contract §3): what every answer is built from,
+// around the views of views.cpp.
 #include "api_views.hpp"
 
 #include <exportengine/error.hpp>
-#include <exportengine/time_format.hpp>
+#include <exportengine/views.hpp>
 
 #include <boost/json.hpp>
 
@@ -105,51 +105,9 @@ api_response from_engine_error(const error_code& ec)
 
 // -- views ----------------------------------------------------------------------
 
-namespace {
-
-json::value optional_time(const std::optional<timestamp>& t)
-{
-    return t ? json::value(format_rfc3339_ms(*t)) : json::value(nullptr);
-}
-
-json::value optional_int(const std::optional<std::int64_t>& v)
-{
-    return v ? json::value(*v) : json::value(nullptr);
-}
-
-} // namespace
-
-json::object view(const export_job& j, timestamp as_of)
-{
-    json::object o;
-    o.reserve(13);
-    o["exportId"] = j.id;
-    o["type"] = to_string(j.request.type);
-    const export_status status = j.effective_status(as_of);
-    o["status"] = to_string(status);
-    o["isAvailableForDownload"] = j.is_available_for_download(as_of);
-    o["createdAt"] = format_rfc3339_ms(j.created_at);
-    o["updatedAt"] = format_rfc3339_ms(j.updated_at);
-    o["completedAt"] = optional_time(j.completed_at);
-    o["expiresAt"] = optional_time(j.expires_at);
-    error_code ec;
-    json::value filters = json::parse(j.request.filters_json, ec);
-    if (ec || !filters.is_object())
-        filters = json::object{};
-    o["filters"] = std::move(filters);
-    o["compression"] = to_string(j.request.format.compression);
-    o["rowCount"] = optional_int(j.row_count);
-    o["fileSize"] = optional_int(j.file_size);
-    if (status == export_status::failed && j.error)
-        o["error"] = json::object{{"code", j.error->code}, {"message", j.error->message}};
-    else
-        o["error"] = nullptr;
-    return o;
-}
-
 api_response accepted(const export_snapshot& s)
 {
-    api_response r = json_response(202, view(s.job, s.as_of));
+    api_response r = json_response(202, export_view(s.job, s.as_of));
     r.headers.emplace_back("Location", "/exports/" + s.job.id);
     return r;
 }

@@ -1,6 +1,6 @@
-// src/api_views.hpp — private to the HTTP API: the responses and JSON views
-// (api_views.cpp) that the request parser (api_parse.cpp) and the handler
-// (api.cpp) share. Not installed.
+// src/api_views.hpp — private to the HTTP API: the responses (api_views.cpp)
+// that the request parser (api_parse.cpp) and the handler (api.cpp) share,
+// built around the public views of views.hpp. Not installed.
 #pragma once
 
 #include <exportengine/api.hpp>
@@ -31,9 +31,7 @@ namespace exportengine::api_internal {
 
 // -- views --------------------------------------------------------------------
 
-/// contract §3's export view, as read at `as_of`.
-[[nodiscard]] boost::json::object view(const export_job& j, timestamp as_of);
-/// 202 with the view and a Location header.
+/// 202 with the export view (views.hpp) and a Location header.
 [[nodiscard]] api_response accepted(const export_snapshot& s);
 
 } // namespace exportengine::api_internal

@@ -1,5 +1,7 @@
 #include <exportengine/export_job.hpp>
 
+#include <exportengine/time_format.hpp>
+
 #include <algorithm>
 #include <array>
 #include <string>
@@ -79,12 +81,61 @@ bool all_positive(const std::vector<T>& v)
     return std::all_of(v.begin(), v.end(), [](T x) { return x > 0; });
 }
 
+/// True when `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no
+/// surrogates, at most U+10FFFF), as JSON text must be.
+bool is_utf8(std::string_view s) noexcept
+{
+    const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+    const auto tail = [&](std::size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = b(i);
+        std::size_t n = 0;
+        if (c < 0x80)
+            n = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            n = tail(i + 1) ? 2 : 0;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = tail(i + 1) && tail(i + 2) && !(c == 0xE0 && b(i + 1) < 0xA0) && !(c == 0xED && b(i + 1) > 0x9F)
+                    ? 3
+                    : 0;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = tail(i + 1) && tail(i + 2) && tail(i + 3) && !(c == 0xF0 && b(i + 1) < 0x90)
+                        && !(c == 0xF4 && b(i + 1) > 0x8F)
+                    ? 4
+                    : 0;
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/// One end of a delivery-report range: its text, when given, spells its
+/// instant; without a text the instant must have a UTC spelling for views.
+std::string check_range_end(std::string_view field, const std::optional<timestamp>& t, const std::string& text)
+{
+    if (!text.empty()) {
+        if (!t)
+            return std::string(field) + " is written out but has no instant.";
+        if (parse_rfc3339(text) != *t)
+            return std::string(field) + " as written must be an RFC 3339 date-time with an offset "
+                   "that means its instant.";
+        return {};
+    }
+    if (t && format_rfc3339_ms(*t).empty())
+        return std::string(field) + " must fall within the years 0000 to 9999 (UTC).";
+    return {};
+}
+
 } // namespace
 
 std::string validate_request(const export_request& r, const request_limits& limits)
 {
     if (r.format.delimiter != ',' && r.format.delimiter != ';' && r.format.delimiter != '\t')
         return "delimiter must be \",\", \";\" or a tab.";
+    if (auto problem = validate_metadata(r.metadata, limits.max_metadata_bytes); !problem.empty())
+        return problem;
     if (r.type == export_type::contacts) {
         const auto* f = std::get_if<contacts_filter>(&r.filter);
         if (f == nullptr)
@@ -112,6 +163,24 @@ std::string validate_request(const export_request& r, const request_limits& limi
         return "campaignId must be a positive integer.";
     if (f->start && *f->start >= *f->end)
         return "startDateTime must be before endDateTime.";
+    if (auto problem = check_range_end("startDateTime", f->start, f->start_text); !problem.empty())
+        return problem;
+    return check_range_end("endDateTime", f->end, f->end_text);
+}
+
+std::string validate_metadata(const std::map<std::string, std::string>& metadata, std::size_t max_bytes)
+{
+    std::size_t bytes = 0;
+    for (const auto& [key, value] : metadata) {
+        if (key.empty())
+            return "\"metadata\" keys must not be empty.";
+        if (!is_utf8(key) || !is_utf8(value))
+            return "\"metadata\" keys and values must be UTF-8 text.";
+        bytes += key.size() + value.size();
+    }
+    if (bytes > max_bytes)
+        return "\"metadata\" holds " + std::to_string(bytes) + " bytes of keys and values; at most "
+               + std::to_string(max_bytes) + " are allowed.";
     return {};
 }
 

@@ -16,6 +16,13 @@ void append_ids(std::string& out, const std::vector<std::int64_t>& ids)
     }
 }
 
+void append_text(std::string& out, std::string_view text)
+{
+    out += std::to_string(text.size());
+    out += ':';
+    out += text;
+}
+
 void append_instant(std::string& out, const std::optional<timestamp>& t)
 {
     out += t ? std::to_string(t->time_since_epoch().count()) : "-";
@@ -46,6 +53,16 @@ std::string canonical_request(const export_request& r)
     s += "|delimiter:";
     s += std::to_string(static_cast<int>(r.format.delimiter));
     s += r.format.bom ? "|bom" : "|nobom";
+    // Only when there is some: a request without metadata keeps the text
+    // (and the hash) it always had. Length-prefixed, in key order, so no two
+    // maps share a text.
+    if (!r.metadata.empty()) {
+        s += "|metadata:";
+        for (const auto& [key, value] : r.metadata) {
+            append_text(s, key);
+            append_text(s, value);
+        }
+    }
     return s;
 }
 

@@ -361,8 +361,9 @@ TEST_CASE("api: the 202 view, filters as given, Location", "[api]")
     REQUIRE(d.status() == 202);
     CHECK(d.body.at("type") == "deliveryReports");
     CHECK(d.body.at("compression") == "none");
+    // The strings as sent; the keys in the views' fixed order (views.hpp).
     CHECK(json::serialize(d.body.at("filters"))
-          == R"({"endDateTime":"2026-01-02T00:00:00+02:00","startDateTime":"2026-01-01T00:00:00.250Z"})");
+          == R"({"startDateTime":"2026-01-01T00:00:00.250Z","endDateTime":"2026-01-02T00:00:00+02:00"})");
     f.source.open_gate();
 }
 
@@ -651,4 +652,137 @@ TEST_CASE("api: error messages quote hostile input as valid UTF-8 (fuzz regressi
     CHECK(dup.code() == "INVALID_REQUEST");
     CHECK(message(dup).size() < 200);
     CHECK(f.total() == 0);
+}
+
+TEST_CASE("api: existing requests get the same bytes as ever: no metadata, filters as sent", "[api][compat]")
+{
+    api_fixture f;
+    f.source.close_gate();
+    const std::string now = format_rfc3339_ms(f.clock.now());
+    // Each body, and the `filters` its 202 shows.
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"", "{}"},
+        {"{}", "{}"},
+        {R"({"listIds":[10,3,10]})", R"({"listIds":[10,3,10]})"},
+        {R"({ "compression" : "gzip", "contactIds" : [9223372036854775807, 1, 1] })",
+         R"({"contactIds":[9223372036854775807,1,1]})"},
+        {R"({"campaignId":3})", R"({"campaignId":3})"},
+        {R"({"campaignId":3,"startDateTime":"2026-01-31T01:00:00+01:00","endDateTime":"2026-02-01T00:00:00.5Z"})",
+         R"({"campaignId":3,"startDateTime":"2026-01-31T01:00:00+01:00","endDateTime":"2026-02-01T00:00:00.5Z"})"},
+        // JSON escapes in a date-time are read, and shown, as the characters
+        // they stand for (as they always were).
+        {R"({"startDateTime":"2026-01-31t00:00:00z","endDateTime":"2026-02-01T00:00:00\u002B00:00"})",
+         R"({"startDateTime":"2026-01-31t00:00:00z","endDateTime":"2026-02-01T00:00:00+00:00"})"},
+    };
+    for (const auto& [body, filters] : cases) {
+        INFO(body);
+        const bool contacts = body.find("Ids") != std::string::npos || body.find("Date") == std::string::npos
+                                                                            && body.find("campaign") == std::string::npos;
+        const reply r = f.call("POST", contacts ? "/exports/contacts" : "/exports/delivery-reports", body);
+        REQUIRE(r.status() == 202);
+        const std::string id = r.str("exportId");
+        const std::string want = R"({"exportId":")" + id + R"(","type":")"
+                                 + (contacts ? "contacts" : "deliveryReports")
+                                 + R"(","status":"queued","isAvailableForDownload":false,"createdAt":")" + now
+                                 + R"(","updatedAt":")" + now
+                                 + R"(","completedAt":null,"expiresAt":null,"filters":)" + filters
+                                 + R"(,"compression":")" + (body.find("gzip") != std::string::npos ? "gzip" : "none")
+                                 + R"(","rowCount":null,"fileSize":null,"error":null})";
+        CHECK(r.r.body == want);
+        CHECK(keys(f.view_of(id)) == view_keys);
+    }
+    f.source.open_gate();
+}
+
+TEST_CASE("api: metadata is kept, shown only when sent, and survives a regenerate", "[api][metadata]")
+{
+    api_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_schema, .detail = "x", .on_open = true});
+    const reply r = f.call("POST", "/exports/contacts",
+                           R"({"listIds":[10],"metadata":{"requestedBy":"zo\u00eb","correlationId":"c-1"}})");
+    REQUIRE(r.status() == 202);
+    const std::string id = r.str("exportId");
+    const std::string shown = R"({"correlationId":"c-1","requestedBy":"zo)" "\u00eb" R"("})";
+    CHECK(json::serialize(r.body.at("metadata")) == shown);
+    CHECK(r.r.body.ends_with(R"("error":null,"metadata":)" + shown + "}"));
+    CHECK(keys(r.body.as_object()).size() == view_keys.size() + 1);
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+    CHECK(json::serialize(f.view_of(id).at("metadata")) == shown);
+    // Not part of the scope: the filters are the lists alone.
+    CHECK(json::serialize(f.view_of(id).at("filters")) == R"({"listIds":[10]})");
+
+    f.source.set_fault(std::nullopt);
+    const reply again = f.call("POST", "/exports/" + id);
+    REQUIRE(again.status() == 202);
+    CHECK(json::serialize(again.body.at("metadata")) == shown);
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK(json::serialize(f.view_of(id).at("metadata")) == shown);
+
+    // On reports too; `{}` is no metadata.
+    const reply reports = f.call("POST", "/exports/delivery-reports", R"({"metadata":{"a":""},"campaignId":1})");
+    REQUIRE(reports.status() == 202);
+    CHECK(json::serialize(reports.body.at("metadata")) == R"({"a":""})");
+    const reply none = f.call("POST", "/exports/contacts", R"({"metadata":{}})");
+    REQUIRE(none.status() == 202);
+    CHECK(keys(none.body.as_object()) == view_keys);
+    CHECK(keys(f.view_of(none.str("exportId"))) == view_keys);
+}
+
+TEST_CASE("api: bad metadata is a 400 that says what is wrong", "[api][metadata][validation]")
+{
+    api_fixture f;
+    const std::string big = R"({"metadata":{"k":")" + std::string(4096, 'v') + R"("}})";
+    const std::string largest = R"({"metadata":{"k":")" + std::string(4095, 'v') + R"("}})";
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {R"({"metadata":null})", "\"metadata\" must be a JSON object of strings, such as {\"requestedBy\":\"alice\"}, not null."},
+        {R"({"metadata":"alice"})", "\"metadata\" must be a JSON object of strings, such as {\"requestedBy\":\"alice\"}, not \"alice\"."},
+        {R"({"metadata":[]})", "\"metadata\" must be a JSON object of strings, such as {\"requestedBy\":\"alice\"}, not []."},
+        {R"({"metadata":{"user":7}})", "\"metadata\" values must be strings; \"user\" is 7."},
+        {R"({"metadata":{"user":{"id":"7"}}})", "\"metadata\" values must be strings; \"user\" is {\"id\":\"7\"}."},
+        {R"({"metadata":{"user":null}})", "\"metadata\" values must be strings; \"user\" is null."},
+        {R"({"metadata":{"":"x"}})", "\"metadata\" keys must not be empty."},
+        {big, "\"metadata\" holds 4097 bytes of keys and values; at most 4096 are allowed."},
+        {R"({"metadata":{"a":"1","a":"2"}})", "The field \"a\" appears more than once in the request body; send it once."},
+        {R"({"metadata":{},"metadata":{}})", "The field \"metadata\" appears more than once in the request body; send it once."},
+    };
+    for (const auto& route : {"/exports/contacts", "/exports/delivery-reports"}) {
+        for (const auto& [body, message] : cases) {
+            INFO(route << " " << body.substr(0, 80));
+            const reply r = f.call("POST", route, body);
+            CHECK(r.status() == 400);
+            CHECK(r.code() == "INVALID_REQUEST");
+            CHECK(std::string_view(r.body.at("error").at("message").as_string()) == message);
+        }
+    }
+    CHECK(f.total() == 0);
+    CHECK(f.call("POST", "/exports/contacts", largest).status() == 202);
+    // Regenerate still takes no fields.
+    const std::string id = f.create();
+    CHECK(f.call("POST", "/exports/" + id, R"({"metadata":{}})").code() == "INVALID_REQUEST");
+    // The unknown-field message names it among the fields.
+    CHECK(std::string_view(f.call("POST", "/exports/contacts", R"({"meta":{}})").body.at("error").at("message").as_string())
+          == "Unknown field \"meta\" in the request body; the fields are listIds, contactIds, compression, "
+             "delimiter, bom and metadata.");
+}
+
+TEST_CASE("api: metadata is part of what an Idempotency-Key compares", "[api][metadata][idempotency]")
+{
+    api_fixture f;
+    f.source.close_gate();
+    const auto post = [&](std::string body, std::string key) {
+        return f.call("POST", "/exports/contacts", std::move(body), "Bearer key-one", std::move(key));
+    };
+    const reply first = post(R"({"listIds":[10],"metadata":{"a":"1","b":"2"}})", "m-1");
+    REQUIRE(first.status() == 202);
+    // The same request in another spelling replays the first answer.
+    const reply again = post(R"({"metadata":{"b":"2","a":"1"},"listIds":[10]})", "m-1");
+    CHECK(again.r.body == first.r.body);
+    // Other metadata, or none, is another request.
+    CHECK(post(R"({"listIds":[10],"metadata":{"a":"1","b":"3"}})", "m-1").code() == "IDEMPOTENCY_KEY_REUSED");
+    CHECK(post(R"({"listIds":[10]})", "m-1").code() == "IDEMPOTENCY_KEY_REUSED");
+    // `{}` is none.
+    const reply plain = post(R"({"listIds":[10]})", "m-2");
+    CHECK(post(R"({"listIds":[10],"metadata":{}})", "m-2").r.body == plain.r.body);
+    CHECK(f.total() == 2);
+    f.source.open_gate();
 }

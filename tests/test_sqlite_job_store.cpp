@@ -1,11 +1,15 @@
 #include <exportengine/adapters/sqlite_job_store.hpp>
 #include <exportengine/error.hpp>
+#include <exportengine/time_format.hpp>
+#include <exportengine/views.hpp>
 
 #include "support/temp_dir.hpp"
 
 #define CATCH_CONFIG_ENABLE_PAIR_STRINGMAKER
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
+
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +21,7 @@ using namespace exportengine;
 using namespace std::chrono_literals;
 using adapters::sqlite_job_store;
 using boost::system::error_code;
+namespace json = boost::json;
 
 namespace Catch {
 template <>
@@ -36,7 +41,6 @@ export_request contacts_request(std::vector<std::int64_t> list_ids = {3, 1, 2})
     export_request r;
     r.type = export_type::contacts;
     r.filter = contacts_filter{std::move(list_ids), {}};
-    r.filters_json = R"({"listIds":[3,1,2]})";
     return r;
 }
 
@@ -203,14 +207,14 @@ private:
 // ---------------------------------------------------------------------------
 // Opening
 
-TEST_CASE("sqlite_job_store creates a WAL database at schema version 3", "[store]")
+TEST_CASE("sqlite_job_store creates a WAL database at schema version 4", "[store]")
 {
     test::temp_dir dir;
     const auto path = dir.file("jobs.db");
     { sqlite_job_store store{path}; }
     raw_db raw{path};
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.text("PRAGMA user_version") == "3");
+    CHECK(raw.text("PRAGMA user_version") == "4");
     // Reopening an up-to-date file migrates nothing and works.
     CHECK_NOTHROW(sqlite_job_store{path});
 }
@@ -255,7 +259,7 @@ TEST_CASE("sqlite_job_store refuses a database from a newer schema version", "[s
     { sqlite_job_store store{path}; }
     {
         raw_db raw{path};
-        REQUIRE(raw.exec("PRAGMA user_version = 4") == SQLITE_OK);
+        REQUIRE(raw.exec("PRAGMA user_version = 5") == SQLITE_OK);
     }
     CHECK_THROWS_AS(sqlite_job_store{path}, std::system_error);
 }
@@ -268,9 +272,12 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
     f.create("b0", 2);
     f.store.reset();
     {
-        // Version 1 as it was: no per-account total, v1's triggers.
+        // Version 1 as it was: no per-account total, v1's triggers, the
+        // scope as sent in filters_json and no metadata.
         raw_db raw{f.path};
         REQUIRE(raw.exec(R"sql(
+            ALTER TABLE jobs DROP COLUMN metadata_json;
+            ALTER TABLE jobs ADD COLUMN filters_json TEXT NOT NULL DEFAULT '{}';
             ALTER TABLE jobs DROP COLUMN version;
             DROP TRIGGER jobs_count_insert;
             DROP TRIGGER jobs_count_delete;
@@ -296,7 +303,7 @@ TEST_CASE("sqlite_job_store migrates a version 1 file: list totals counted once,
     f.reopen();
     {
         raw_db raw{f.path};
-        CHECK(raw.text("PRAGMA user_version") == "3");
+        CHECK(raw.text("PRAGMA user_version") == "4");
     }
     const auto total = [&](std::int64_t account) {
         auto p = f.store->list(account, 0, 10, f.ec);
@@ -333,14 +340,18 @@ TEST_CASE("sqlite_job_store migrates a version 2 file: every job at version 1, d
         before.push_back(f.find(id));
     f.store.reset();
     {
-        // Version 2 as it was: no version column.
+        // Version 2 as it was: no version column, the scope as sent in
+        // filters_json and no metadata.
         raw_db raw{f.path};
-        REQUIRE(raw.exec("ALTER TABLE jobs DROP COLUMN version; PRAGMA user_version = 2;") == SQLITE_OK);
+        REQUIRE(raw.exec("ALTER TABLE jobs DROP COLUMN metadata_json; "
+                         "ALTER TABLE jobs ADD COLUMN filters_json TEXT NOT NULL DEFAULT '{}'; "
+                         "ALTER TABLE jobs DROP COLUMN version; PRAGMA user_version = 2;")
+                == SQLITE_OK);
     }
     f.reopen();
     {
         raw_db raw{f.path};
-        CHECK(raw.text("PRAGMA user_version") == "3");
+        CHECK(raw.text("PRAGMA user_version") == "4");
     }
     for (auto& old : before) {
         INFO(old.id);
@@ -351,6 +362,96 @@ TEST_CASE("sqlite_job_store migrates a version 2 file: every job at version 1, d
     const auto claimed = f.claim_required();
     CHECK(claimed.id == "done");
     CHECK(claimed.version == 2);
+}
+
+TEST_CASE("sqlite_job_store migrates a version 3 file: date-times as sent carried into the filter", "[store]")
+{
+    store_fixture f;
+    const auto reports = [](std::optional<std::int64_t> campaign, const char* start, const char* end) {
+        export_request r;
+        r.type = export_type::delivery_reports;
+        r.filter = delivery_reports_filter{.campaign_id = campaign,
+                                           .start = parse_rfc3339(start),
+                                           .end = parse_rfc3339(end),
+                                           .start_text = start,
+                                           .end_text = end};
+        return r;
+    };
+    // What version 3 held for each job: the typed filter (no texts) and the
+    // scope as the API wrote it (keys in the order sent).
+    struct old_job {
+        const char* id;
+        export_request request; // as version 4 must read it back
+        const char* filters_json;
+    };
+    const auto without_texts = [](export_request r) {
+        if (auto* d = std::get_if<delivery_reports_filter>(&r.filter)) {
+            d->start_text.clear();
+            d->end_text.clear();
+        }
+        return r;
+    };
+    const auto sent = reports(3, "2026-01-31T01:00:00+01:00", "2026-02-01T00:00:00.5Z");
+    const std::vector<old_job> old{
+        {"sent", sent,
+         R"({"endDateTime":"2026-02-01T00:00:00.5Z","campaignId":3,"startDateTime":"2026-01-31T01:00:00+01:00"})"},
+        {"lists", contacts_request({3, 1, 3}), R"({"listIds":[3,1,3]})"},
+        // Created through the engine: no scope as sent.
+        {"engine", without_texts(reports(std::nullopt, "2026-01-31T00:00:00Z", "2026-02-01T00:00:00Z")), "{}"},
+        // A string that does not spell the instant, and one that is not a
+        // date-time, are not carried over; neither is a broken filters_json.
+        {"mismatch", without_texts(reports(std::nullopt, "2026-01-31T00:00:00Z", "2026-02-01T00:00:00Z")),
+         R"({"startDateTime":"2026-01-31T00:00:00+01:00","endDateTime":"tomorrow"})"},
+        {"broken", without_texts(reports(5, "2026-01-31T00:00:00Z", "2026-02-01T00:00:00Z")),
+         R"({"startDateTime":"2026-01-31T00:00:00Z")"},
+    };
+    for (const auto& o : old) {
+        INFO(o.id);
+        auto r = f.store->create(job_at(o.id, 1, f.clock.now(), without_texts(o.request)), std::nullopt, f.ec);
+        REQUIRE_FALSE(f.ec);
+        REQUIRE(r.created);
+        f.clock.advance(1ms);
+    }
+    std::vector<export_job> before;
+    for (const auto& o : old)
+        before.push_back(f.find(o.id));
+    f.store.reset();
+    {
+        // Version 3 as it was: filters_json, no metadata.
+        raw_db raw{f.path};
+        REQUIRE(raw.exec("ALTER TABLE jobs DROP COLUMN metadata_json; "
+                         "ALTER TABLE jobs ADD COLUMN filters_json TEXT NOT NULL DEFAULT '{}'; "
+                         "PRAGMA user_version = 3;")
+                == SQLITE_OK);
+        for (const auto& o : old) {
+            const std::string sql = std::string("UPDATE jobs SET filters_json = '") + o.filters_json
+                                    + "' WHERE id = '" + o.id + "'";
+            REQUIRE(raw.exec(sql.c_str()) == SQLITE_OK);
+        }
+    }
+    f.reopen();
+    {
+        raw_db raw{f.path};
+        CHECK(raw.text("PRAGMA user_version") == "4");
+        CHECK(raw.text("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'filters_json'") == "0");
+    }
+    for (std::size_t i = 0; i < old.size(); ++i) {
+        INFO(old[i].id);
+        auto want = before[i];
+        want.request = old[i].request;
+        require_same(f.find(old[i].id), want);
+    }
+    // The view of the job sent through the API shows what was sent.
+    CHECK(json::serialize(export_filters_view(f.find("sent").request))
+          == R"({"campaignId":3,"startDateTime":"2026-01-31T01:00:00+01:00","endDateTime":"2026-02-01T00:00:00.5Z"})");
+    CHECK(json::serialize(export_filters_view(f.find("engine").request))
+          == R"({"startDateTime":"2026-01-31T00:00:00.000Z","endDateTime":"2026-02-01T00:00:00.000Z"})");
+    // New jobs keep metadata from there on.
+    export_request with_metadata = contacts_request();
+    with_metadata.metadata = {{"requestedBy", "alice"}};
+    f.store->create(job_at("new", 1, f.clock.now(), with_metadata), std::nullopt, f.ec);
+    REQUIRE_FALSE(f.ec);
+    CHECK(f.find("new").request == with_metadata);
 }
 
 TEST_CASE("sqlite_job_store: a regenerate with an idempotency key answers its retries", "[store]")
@@ -414,25 +515,28 @@ TEST_CASE("sqlite_job_store: every field round-trips, and survives reopening the
         export_request r;
         r.filter = contacts_filter{{}, {9, 7, 9, 1}};
         r.format.delimiter = '\t';
-        r.filters_json = R"({"contactIds":[9,7,9,1],"note":"zoë \"quoted\""})";
+        r.metadata = {{"note", "zoë \"quoted\""}, {"requestedBy", "u-7"}};
         jobs.push_back(job_at("contacts", 7, t + 1ms, r));
     }
     {
         export_request r; // every contact: both lists empty
-        r.filters_json = "{}";
         jobs.push_back(job_at("everyone", 7, t + 2ms, r));
     }
     {
         export_request r;
         r.type = export_type::delivery_reports;
         r.filter = delivery_reports_filter{.campaign_id = 123456789012LL, .start = {}, .end = {}};
-        r.filters_json = R"({"campaignId":123456789012})";
         jobs.push_back(job_at("campaign", 8, t + 3ms, r));
     }
     {
         export_request r;
         r.type = export_type::delivery_reports;
-        r.filter = delivery_reports_filter{.campaign_id = {}, .start = timestamp{-5ms}, .end = t};
+        // The texts as written (quotes and non-ASCII kept byte for byte).
+        r.filter = delivery_reports_filter{.campaign_id = {},
+                                           .start = timestamp{-5ms},
+                                           .end = t,
+                                           .start_text = "1970-01-01T00:59:59.995+01:00",
+                                           .end_text = "zo\u00eb \"quoted\""};
         r.format.compression = compression_kind::gzip;
         jobs.push_back(job_at("range", 8, t + 4ms, r));
     }

@@ -61,10 +61,16 @@
 //   body must be UTF-8 JSON, one object, no duplicate keys, no unknown keys.
 //   `bom` is accepted for both export types. An empty body means `{}` on
 //   every POST route (the contract requires it for regenerate only).
-// - `filters` in a view echoes the request's scope as given: `listIds` /
-//   `contactIds` arrays in the order sent, `campaignId`, `startDateTime` /
-//   `endDateTime` strings exactly as sent. Format options (compression,
-//   delimiter, bom) are not filters; `compression` has its own field.
+// - `filters` in a view shows the request's scope (views.hpp builds every
+//   view): `listIds` / `contactIds` arrays in the order sent, `campaignId`,
+//   `startDateTime` / `endDateTime` strings exactly as sent, the keys in
+//   that fixed order. Format options (compression, delimiter, bom) are not
+//   filters; `compression` has its own field.
+// - `metadata` (optional, both create routes): a JSON object of strings,
+//   the host's own data (export_request::metadata: non-empty keys, 4096
+//   bytes of keys and values by default), shown last in the views only
+//   when not empty (`{}` is none), kept by regenerate, and part of what an
+//   Idempotency-Key compares.
 // - Idempotency-Key works on every POST. A retried regenerate with its key
 //   answers 202 with the export as it is by then instead of
 //   EXPORT_NOT_EXPIRED; a create replays its first answer exactly.

@@ -15,6 +15,7 @@
 #include <exportengine/clock.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,10 +52,21 @@ struct contacts_filter {
 
 /// Delivery reports to export: those of `campaign_id`, those submitted in
 /// [`start`, `end`), or both conditions at once.
+///
+/// `start_text` and `end_text` are the range's ends as the caller wrote them
+/// (RFC 3339 with any offset, e.g. "2026-01-31T01:00:00+01:00"), kept so
+/// that views show them exactly as given; empty when the caller gave only
+/// the instant, and views then show the instant in UTC
+/// (format_rfc3339_ms). A non-empty text must parse (parse_rfc3339) to
+/// exactly its instant. Only the instants decide what is exported and what
+/// an idempotency key compares: two texts of one instant are the same
+/// export.
 struct delivery_reports_filter {
     std::optional<std::int64_t> campaign_id{};
     std::optional<timestamp> start{};
     std::optional<timestamp> end{};
+    std::string start_text{};
+    std::string end_text{};
     friend bool operator==(const delivery_reports_filter&, const delivery_reports_filter&) = default;
 };
 
@@ -67,15 +79,20 @@ struct file_format {
 };
 
 /// What a user asked for: kept with the job so a regeneration exports the
-/// same scope in the same format.
+/// same scope in the same format. Views show the scope as `filters`
+/// (views.hpp), built from `filter`.
 struct export_request {
     export_type type = export_type::contacts;
     std::variant<contacts_filter, delivery_reports_filter> filter{};
     file_format format{};
-    /// The request's scope as the user gave it, as a JSON object, echoed as
-    /// `filters` in every view (e.g. `{"listIds":[3,1]}`). Owned by the API
-    /// layer; the engine stores and returns it verbatim.
-    std::string filters_json = "{}";
+    /// The host's own data about the export (who asked for it, a
+    /// correlation id, ...): opaque to the engine, stored with the job, kept
+    /// by a regeneration, and shown in views as `metadata` when not empty.
+    /// Not part of the scope: it changes nothing in the file. It is part of
+    /// what an idempotency key compares (a retry with other metadata is
+    /// another request). Keys are non-empty; keys and values are UTF-8, at
+    /// most request_limits::max_metadata_bytes together.
+    std::map<std::string, std::string> metadata{};
     friend bool operator==(const export_request&, const export_request&) = default;
 };
 
@@ -83,13 +100,22 @@ struct export_request {
 struct request_limits {
     std::size_t max_list_ids = 10'000;
     std::size_t max_contact_ids = 100'000;
+    /// export_request::metadata: the bytes of its keys and values together.
+    std::size_t max_metadata_bytes = 4096;
 };
 
 /// Checks a request against contract §3 (types match the filter, IDs positive,
 /// arrays non-empty and within limits, one contacts scope at most, a campaign
-/// or a whole range, start < end, a known delimiter). Returns an empty string
-/// when it is valid, else one sentence a person can act on.
+/// or a whole range, start < end, texts that spell their instants, a known
+/// delimiter, metadata within its limit). Returns an empty string when it is
+/// valid, else one sentence a person can act on.
 [[nodiscard]] std::string validate_request(const export_request& r, const request_limits& limits = {});
+
+/// The part of validate_request that checks export_request::metadata: keys
+/// non-empty, keys and values UTF-8, at most `max_bytes` of them together.
+/// Empty when it is valid, else one sentence.
+[[nodiscard]] std::string validate_metadata(const std::map<std::string, std::string>& metadata,
+                                            std::size_t max_bytes);
 
 /// Why a job failed, as the user sees it: a stable code and a sentence. Never
 /// internals (SQL, paths, exception text); those go to the log.

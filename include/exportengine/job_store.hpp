@@ -106,6 +106,9 @@
 namespace exportengine {
 
 /// A job to create: fields the engine decided (id, account, request, time).
+/// A store keeps `request` whole (the typed filter with its texts, the
+/// format, the host's metadata) and every read gives it back equal
+/// (operator==), through claims, failures and regenerations alike.
 struct new_job {
     std::string id{};
     std::int64_t account_id = 0;

@@ -1,6 +1,7 @@
 #include <exportengine/testing/job_store_conformance.hpp>
 
 #include <exportengine/error.hpp>
+#include <exportengine/time_format.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -24,7 +25,30 @@ export_request request_of(std::int64_t list_id)
     export_request r;
     r.type = export_type::contacts;
     r.filter = contacts_filter{{list_id}, {}};
-    r.filters_json = "{\"listIds\":[" + std::to_string(list_id) + "]}";
+    return r;
+}
+
+/// A request with everything a store keeps besides the ids: a range with
+/// its ends as written, the format, and host metadata (non-ASCII, quotes,
+/// control characters, an empty value).
+export_request full_request()
+{
+    export_request r;
+    r.type = export_type::delivery_reports;
+    const auto start = parse_rfc3339("2026-01-31T01:00:00+01:00");
+    const auto end = parse_rfc3339("2026-02-01T00:00:00.250Z");
+    REQUIRE(start);
+    REQUIRE(end);
+    r.filter = delivery_reports_filter{.campaign_id = 9'007'199'254'740'993,
+                                       .start = start,
+                                       .end = end,
+                                       .start_text = "2026-01-31T01:00:00+01:00",
+                                       .end_text = ""};
+    r.format = {.compression = compression_kind::gzip, .delimiter = ';', .bom = true};
+    r.metadata = {{"requestedBy", "zo\u00eb@example.com"},
+                  {"correlationId", "c-\"1\"\n\t"},
+                  {"empty", ""},
+                  {"\u65e5\u672c", "\u30c6\u30b9\u30c8"}};
     return r;
 }
 
@@ -231,6 +255,44 @@ void run_job_store_conformance(const job_store_factory& factory)
         store.create({"a1", 2, request_of(2), h.now}, std::nullopt, ec);
         CHECK(ec);
         CHECK(h.find("a1").account_id == 1);
+    }
+
+    SECTION("requests round-trip whole: a range's texts, the format, host metadata")
+    {
+        const export_request full = full_request();
+        auto created = store.create({"full", 1, full, h.now}, std::nullopt, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(created.created);
+        CHECK(created.job.request == full);
+        h.advance_created();
+        h.create("plain");
+        CHECK(h.find("plain").request.metadata.empty());
+
+        const auto got = store.get(1, "full", ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(got);
+        CHECK(got->request == full);
+        CHECK(h.find("full").request == full);
+        const auto page = store.list(1, 0, 10, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(page.jobs.size() == 2);
+        CHECK(page.jobs[1].id == "full");
+        CHECK(page.jobs[1].request == full);
+        CHECK(page.jobs[0].request == request_of(1));
+
+        // A claim, a failure and a regeneration keep the request.
+        const auto claimed = h.claim_required();
+        REQUIRE(claimed.id == "full");
+        CHECK(claimed.request == full);
+        auto failed = store.fail("full", claimed.lease, {"E", "it failed"}, h.now, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(failed);
+        CHECK(failed->request == full);
+        auto regenerated = store.regenerate(1, "full", h.now, std::nullopt, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(regenerated);
+        CHECK(regenerated->job.request == full);
+        CHECK(h.find("full").request == full);
     }
 
     SECTION("idempotency keys: replay, reuse refused, window, per account")

@@ -1,12 +1,15 @@
 // Writes two contact rows through an installed exportengine and checks them,
-// then publishes a file, signs a URL and stores a job with the default
-// adapters.
+// then publishes a file, signs a URL, stores a job with the default
+// adapters and shows it with the API's views.
 #include <exportengine/byte_sink.hpp>
 #include <exportengine/csv_writer.hpp>
 #include <exportengine/gzip_sink.hpp>
+#include <exportengine/views.hpp>
 #include <exportengine/adapters/filesystem_sink.hpp>
 #include <exportengine/adapters/hmac_url_signer.hpp>
 #include <exportengine/adapters/sqlite_job_store.hpp>
+
+#include <boost/json/serialize.hpp>
 
 #include <unistd.h>
 
@@ -66,9 +69,14 @@ int main()
     {
         exportengine::adapters::sqlite_job_store store(db.string());
         exportengine::new_job job{"job-1", 7, {}, exportengine::manual_clock{}.now()};
+        job.request.filter = exportengine::contacts_filter{.list_ids = {3, 1}};
         store.create(job, std::nullopt, ec);
         const auto found = store.get(7, "job-1", ec);
-        stored = !ec && found && found->request == job.request;
+        // The API's views link through exportengine::api (Boost.JSON comes
+        // with it).
+        stored = !ec && found && found->request == job.request
+                 && boost::json::serialize(exportengine::export_view(*found, found->created_at).at("filters"))
+                        == R"({"listIds":[3,1]})";
     }
     for (const char* suffix : {"", "-wal", "-shm"})
         std::filesystem::remove(db.string() + suffix);

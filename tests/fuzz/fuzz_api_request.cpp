@@ -17,10 +17,13 @@
 // no-store headers, and a body that parses as strict JSON (UTF-8 included)
 // holding exactly {"error": {"code", "message"}} with a known code for its
 // status; an accepted body gives a request that passes validate_request, of
-// the route's type, whose filters_json is a JSON object holding only the
-// scope fields of that type; an accepted query/route agrees with a simple
-// re-parse written here.
+// the route's type, whose `filters` view (views.hpp) holds only the scope
+// fields of that type, each date-time string exactly as the body wrote it
+// (it re-parses to the filter's instant); an accepted query/route agrees
+// with a simple re-parse written here.
 #include <exportengine/detail/api_parse.hpp>
+#include <exportengine/time_format.hpp>
+#include <exportengine/views.hpp>
 
 #include <boost/json.hpp>
 
@@ -96,20 +99,23 @@ void check_error(const ee::api_response& r)
 /// An accepted create request.
 void check_request(const ee::export_request& req, ee::export_type type, const ee::request_limits& limits)
 {
-    CHECK(req.type == type, req.filters_json);
+    const std::string filters = json::serialize(ee::export_filters_view(req));
+    CHECK(req.type == type, filters);
     CHECK(ee::validate_request(req, limits).empty(), ee::validate_request(req, limits));
-    boost::system::error_code ec;
-    const json::value v = json::parse(req.filters_json, ec);
-    CHECK(!ec && v.is_object(), req.filters_json);
-    for (const auto& [key, value] : v.as_object()) {
+    const json::object v = ee::export_filters_view(req);
+    for (const auto& [key, value] : v) {
         if (type == ee::export_type::contacts) {
-            CHECK(key == "listIds" || key == "contactIds", req.filters_json);
-            CHECK(value.is_array() && !value.as_array().empty(), req.filters_json);
+            CHECK(key == "listIds" || key == "contactIds", filters);
+            CHECK(value.is_array() && !value.as_array().empty(), filters);
         } else if (key == "campaignId") {
-            CHECK(value.is_int64() && value.as_int64() > 0, req.filters_json);
+            CHECK(value.is_int64() && value.as_int64() > 0, filters);
         } else {
-            CHECK(key == "startDateTime" || key == "endDateTime", req.filters_json);
-            CHECK(value.is_string(), req.filters_json);
+            CHECK(key == "startDateTime" || key == "endDateTime", filters);
+            CHECK(value.is_string(), filters);
+            const auto& d = std::get<ee::delivery_reports_filter>(req.filter);
+            const bool start = key == "startDateTime";
+            CHECK(value.as_string() == (start ? d.start_text : d.end_text), filters);
+            CHECK(ee::parse_rfc3339(value.as_string()) == (start ? d.start : d.end), filters);
         }
     }
 }

@@ -15,12 +15,13 @@ usage: openapi_test.py PATH_TO_EXPORTENGINE
   documented path is 405 with an Allow header naming exactly the documented
   methods; undocumented paths are 404.
 - The Error schema's `code` enum is exactly the set of codes the API
-  (src/api.cpp, api_parse.cpp, api_views.cpp) and http/src/server.cpp
+  (src/api.cpp, api_parse.cpp, api_views.cpp, views.cpp) and http/src/server.cpp
   can emit; the view's `error.code` enum is exactly
   the job error codes of src/engine/transitions.cpp.
 - ExportView, ExportList and DownloadLink list exactly the keys of real
-  answers, with the documented JSON types; a real download carries the
-  documented headers (200, HEAD, 206, 416).
+  answers (ExportView's `metadata` only for a request that sent some), with
+  the documented JSON types; a real download carries the documented headers
+  (200, HEAD, 206, 416).
 
 Needs PyYAML (Debian: python3-yaml, installed by scripts/setup.sh); the rest
 is the standard library.
@@ -48,7 +49,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.yaml")
 API_CPP = os.path.join(ROOT, "src", "api.cpp")
 # The API's sources: the handler, the request parser, the responses and views.
-API_SOURCES = [os.path.join(ROOT, "src", name) for name in ("api.cpp", "api_parse.cpp", "api_views.cpp")]
+API_SOURCES = [os.path.join(ROOT, "src", name)
+               for name in ("api.cpp", "api_parse.cpp", "api_views.cpp", "views.cpp")]
 HTTP_SERVER_CPP = os.path.join(ROOT, "http", "src", "server.cpp")
 ENGINE_CPP = os.path.join(ROOT, "src", "engine", "transitions.cpp")
 
@@ -434,9 +436,17 @@ class AgainstTheServer(unittest.TestCase):
         status, headers, view = self.server.json("POST", "/exports/contacts", {"listIds": [1, 2]})
         self.assertEqual(status, 202, view)
         props = schema("ExportView")["properties"]
-        self.assertEqual(set(view), set(props), "ExportView vs a real 202 from POST /exports/contacts")
-        self.assertEqual(set(schema("ExportView")["required"]), set(props))
+        optional = {"metadata"}  # only when the export was created with some
+        self.assertEqual(set(view), set(props) - optional, "ExportView vs a real 202 from POST /exports/contacts")
+        self.assertEqual(set(schema("ExportView")["required"]), set(props) - optional)
         check_types(self, view, schema("ExportView"), "202")
+        metadata = {"requestedBy": "alice", "correlationId": "c-1"}
+        status, _, with_metadata = self.server.json("POST", "/exports/delivery-reports",
+                                                    {"campaignId": 1, "metadata": metadata})
+        self.assertEqual(status, 202, with_metadata)
+        self.assertEqual(set(with_metadata), set(props), "ExportView vs a 202 for a request with metadata")
+        self.assertEqual(with_metadata["metadata"], metadata)
+        check_types(self, with_metadata, schema("ExportView"), "202 with metadata")
         self.assertEqual(headers.get("location"), "/exports/" + view["exportId"])
         export_id = view["exportId"]
 

@@ -13,9 +13,11 @@ namespace exportengine::adapters::sqlite_store_detail {
 
 // ---------------------------------------------------------------------------
 // The typed filter, as JSON: {"kind":"contacts","listIds":[..],"contactIds":[..]}
-// or {"kind":"deliveryReports","campaignId":n,"start":ms,"end":ms} (absent
-// members are nullopt). The variant's alternative is stored, not derived
-// from `type`, so any request round-trips exactly.
+// or {"kind":"deliveryReports","campaignId":n,"start":ms,"end":ms,
+// "startText":"..","endText":".."} (absent members are nullopt or empty; the
+// texts are the range's ends as the caller wrote them). The variant's
+// alternative is stored, not derived from `type`, so any request
+// round-trips exactly.
 
 std::string encode_filter(const std::variant<contacts_filter, delivery_reports_filter>& filter)
 {
@@ -33,7 +35,20 @@ std::string encode_filter(const std::variant<contacts_filter, delivery_reports_f
             o["start"] = to_ms(*d.start);
         if (d.end)
             o["end"] = to_ms(*d.end);
+        if (!d.start_text.empty())
+            o["startText"] = d.start_text;
+        if (!d.end_text.empty())
+            o["endText"] = d.end_text;
     }
+    return boost::json::serialize(o);
+}
+
+std::string encode_metadata(const std::map<std::string, std::string>& metadata)
+{
+    boost::json::object o;
+    o.reserve(metadata.size());
+    for (const auto& [key, value] : metadata)
+        o[key] = value;
     return boost::json::serialize(o);
 }
 
@@ -57,6 +72,12 @@ std::optional<std::int64_t> decode_optional(const boost::json::object& o, const 
     return v->to_number<std::int64_t>();
 }
 
+std::string decode_text(const boost::json::object& o, const char* name)
+{
+    const auto* v = o.if_contains(name);
+    return v == nullptr ? std::string{} : std::string(v->as_string());
+}
+
 std::variant<contacts_filter, delivery_reports_filter> decode_filter(const std::string& text)
 {
     const auto value = boost::json::parse(text);
@@ -72,7 +93,18 @@ std::variant<contacts_filter, delivery_reports_filter> decode_filter(const std::
         d.start = from_ms(*ms);
     if (auto ms = decode_optional(o, "end"))
         d.end = from_ms(*ms);
+    d.start_text = decode_text(o, "startText");
+    d.end_text = decode_text(o, "endText");
     return d;
+}
+
+std::map<std::string, std::string> decode_metadata(const std::string& text)
+{
+    std::map<std::string, std::string> metadata;
+    const auto value = boost::json::parse(text);
+    for (const auto& [key, v] : value.as_object())
+        metadata.emplace(key, v.as_string());
+    return metadata;
 }
 
 // ---------------------------------------------------------------------------
@@ -112,7 +144,7 @@ export_job read_job(const SQLite::Statement& s)
     j.request.format.delimiter =
         static_cast<char>(static_cast<unsigned char>(s.getColumn(5).getInt()));
     j.request.format.bom = s.getColumn(6).getInt() != 0;
-    j.request.filters_json = s.getColumn(7).getString();
+    j.request.metadata = decode_metadata(s.getColumn(7).getString());
     j.status = *status;
     j.created_at = from_ms(s.getColumn(9).getInt64());
     j.updated_at = from_ms(s.getColumn(10).getInt64());

@@ -6,6 +6,7 @@
 
 #include <SQLiteCpp/Statement.h>
 
+#include <map>
 #include <string>
 #include <variant>
 
@@ -14,7 +15,7 @@ namespace exportengine::adapters::sqlite_store_detail {
 // Every query that reads a whole job selects these columns, in this order
 // (read_job's indexes).
 #define EE_JOB_COLUMNS                                                                      \
-    "id, account_id, type, filter_json, compression, delimiter, bom, filters_json, status, " \
+    "id, account_id, type, filter_json, compression, delimiter, bom, metadata_json, status, " \
     "created_at, updated_at, completed_at, expires_at, attempt, lease_owner, lease_token, "  \
     "lease_expires_at, row_count, file_size, checksum, file_key, error_code, error_message, "  \
     "version"
@@ -22,6 +23,10 @@ constexpr int job_column_count = 24;
 
 /// The typed filter as stored (JSON; see job_codec.cpp).
 std::string encode_filter(const std::variant<contacts_filter, delivery_reports_filter>& filter);
+
+/// export_request::metadata as stored: a JSON object of strings, `{}` for
+/// none.
+std::string encode_metadata(const std::map<std::string, std::string>& metadata);
 
 /// The job in the current row of `s`, which selected EE_JOB_COLUMNS first.
 /// Throws (a store failure) on a row that is not a valid job.

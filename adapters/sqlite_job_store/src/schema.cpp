@@ -1,7 +1,17 @@
 #include "schema.hpp"
 
+#include "common.hpp"  // from_ms
+
+#include <exportengine/time_format.hpp>
+
+#include <SQLiteCpp/Statement.h>
+
+#include <boost/json.hpp>
+
 #include <array>
 #include <cstddef>
+#include <optional>
+#include <string>
 
 namespace exportengine::adapters::sqlite_store_detail {
 namespace {
@@ -139,13 +149,78 @@ constexpr const char* schema_v3 = R"sql(
 ALTER TABLE jobs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 )sql";
 
+// v4: the views' `filters` are built from the typed filter (filter_json),
+// which now keeps a range's ends as the user wrote them ("startText",
+// "endText"; see job_codec.cpp). The copy of the scope as sent
+// (filters_json) goes: its date-time strings move into filter_json first,
+// so the views of the jobs already there do not change. And each job's
+// host metadata (export_request::metadata), a JSON object of strings, `{}`
+// for none.
+constexpr const char* schema_v4 = R"sql(
+ALTER TABLE jobs DROP COLUMN filters_json;
+ALTER TABLE jobs ADD COLUMN metadata_json TEXT NOT NULL DEFAULT '{}';
+)sql";
+
+/// For one job: filter_json with the date-time strings of filters_json
+/// (the scope as the user sent it) added where they spell the filter's
+/// instants, or nullopt when there is nothing to add. A filters_json that
+/// is not what the API wrote (not JSON, no strings) adds nothing: the view
+/// then shows the instants in UTC. A filter_json that cannot be read is
+/// left as it is (reading that job fails, as it did before).
+std::optional<std::string> with_range_texts(const std::string& filter_json, const std::string& filters_json)
+{
+    boost::system::error_code ec;
+    boost::json::value filter = boost::json::parse(filter_json, ec);
+    if (ec || !filter.is_object())
+        return std::nullopt;
+    const boost::json::value sent = boost::json::parse(filters_json, ec);
+    if (ec || !sent.is_object())
+        return std::nullopt;
+    auto& f = filter.as_object();
+    bool added = false;
+    for (const auto& [field, instant, text] : {std::array<const char*, 3>{"startDateTime", "start", "startText"},
+                                               std::array<const char*, 3>{"endDateTime", "end", "endText"}}) {
+        const auto* written = sent.as_object().if_contains(field);
+        const auto* ms = f.if_contains(instant);
+        if (written == nullptr || !written->is_string() || ms == nullptr || !ms->is_int64())
+            continue;
+        if (parse_rfc3339(written->get_string()) != from_ms(ms->get_int64()))
+            continue;
+        f[text] = written->get_string();
+        added = true;
+    }
+    if (!added)
+        return std::nullopt;
+    return boost::json::serialize(filter);
+}
+
+void migrate_to_v4(SQLite::Database& db)
+{
+    {
+        // (Finalized before the ALTER TABLEs below.)
+        SQLite::Statement rows(db, "SELECT id, filter_json, filters_json FROM jobs "
+                                   "WHERE filters_json LIKE '%DateTime%'");
+        SQLite::Statement update(db, "UPDATE jobs SET filter_json = ?2 WHERE id = ?1");
+        while (rows.executeStep()) {
+            const auto filter = with_range_texts(rows.getColumn(1).getString(), rows.getColumn(2).getString());
+            if (!filter)
+                continue;
+            update.bind(1, rows.getColumn(0).getString());
+            update.bind(2, *filter);
+            update.exec();
+            update.reset();
+        }
+    }
+    db.exec(schema_v4);
+}
+
 using migration = void (*)(SQLite::Database&);
 
 void migrate_to_v1(SQLite::Database& db) { db.exec(schema_v1); }
 void migrate_to_v2(SQLite::Database& db) { db.exec(schema_v2); }
 void migrate_to_v3(SQLite::Database& db) { db.exec(schema_v3); }
 
-constexpr std::array<migration, 3> migrations{&migrate_to_v1, &migrate_to_v2, &migrate_to_v3};
+constexpr std::array<migration, 4> migrations{&migrate_to_v1, &migrate_to_v2, &migrate_to_v3, &migrate_to_v4};
 
 } // namespace
 

@@ -24,7 +24,7 @@ const char* const job_by_id = "SELECT " EE_JOB_COLUMNS " FROM jobs WHERE id = ?1
 
 const char* const insert_job =
     "INSERT INTO jobs (id, account_id, type, filter_json, compression, delimiter, bom, "
-    "filters_json, status, created_at, updated_at) "
+    "metadata_json, status, created_at, updated_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)";
 const char* const find_key =
     "SELECT request_hash, job_id, created_at FROM idempotency_keys "

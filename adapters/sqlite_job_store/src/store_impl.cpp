@@ -55,7 +55,7 @@ create_result sqlite_job_store::impl::create_in(const new_job& job, const std::o
     execute(sql::insert_job, std::string_view(job.id), job.account_id, to_string(r.type),
                    std::string_view(encode_filter(r.filter)), to_string(r.format.compression),
                    std::int64_t{static_cast<unsigned char>(r.format.delimiter)},
-                   std::int64_t{r.format.bom ? 1 : 0}, std::string_view(r.filters_json),
+                   std::int64_t{r.format.bom ? 1 : 0}, std::string_view(encode_metadata(r.metadata)),
                    job.created_at);
     if (key)
         execute(sql::put_key, job.account_id, std::string_view(key->key),

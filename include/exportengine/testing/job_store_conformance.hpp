@@ -14,7 +14,9 @@
 //
 // The checks run as SECTIONs (Catch2 runs the test case once per section),
 // each on a new store from `make`: create/get/find/list (paging, totals,
-// accounts kept apart); idempotency keys (replay, reuse refused, window);
+// accounts kept apart); whole requests (a range's texts as written, the
+// format, host metadata) through create, get, find, list, claim, fail and
+// regenerate; idempotency keys (replay, reuse refused, window);
 // lease fencing (stale leases change nothing); requeue on lease expiry and
 // exhausted attempts; complete_and_claim (a refused completion claims
 // nothing); fairness (per-account limit, no starvation, oldest first); expiry

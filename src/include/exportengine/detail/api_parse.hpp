@@ -31,14 +31,14 @@ using api_key_entry = std::pair<std::array<unsigned char, 32>, std::int64_t>;
 
 // -- the pieces -----------------------------------------------------------------
 
-/// The body of POST /exports/contacts. An accepted request has its
-/// filters_json set; http_api still runs validate_request on it.
+/// The body of POST /exports/contacts. http_api still runs
+/// validate_request on an accepted request.
 [[nodiscard]] std::variant<export_request, api_response>
 parse_contacts_request(std::string_view body, const request_limits& limits);
 
-/// The body of POST /exports/delivery-reports.
+/// The body of POST /exports/delivery-reports (`limits` for its metadata).
 [[nodiscard]] std::variant<export_request, api_response>
-parse_delivery_reports_request(std::string_view body);
+parse_delivery_reports_request(std::string_view body, const request_limits& limits = {});
 
 /// The body of POST /exports/{exportId}: empty or `{}`; anything else is the
 /// 400 returned.

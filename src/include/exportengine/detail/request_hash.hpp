@@ -11,8 +11,10 @@
 namespace exportengine::detail {
 
 /// The canonical text of a request: its type, typed filter (ids in the order
-/// given, instants in ms) and file format. Two requests that mean the same
-/// export have the same text, whatever their JSON spelling was.
+/// given, instants in ms; not the range's texts), file format and, when
+/// there is any, its metadata (in key order). Two requests that mean the
+/// same export for the same metadata have the same text, whatever their
+/// JSON spelling was.
 std::string canonical_request(const export_request& r);
 
 /// SHA-256 of `bytes` (OpenSSL). Throws std::runtime_error if OpenSSL fails.
