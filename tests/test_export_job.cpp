@@ -12,17 +12,7 @@ using namespace exportengine;
 using namespace std::chrono_literals;
 using test::contacts_request;
 using test::reports_request;
-
-namespace {
-
-timestamp at(const char* rfc3339)
-{
-    const auto t = parse_rfc3339(rfc3339);
-    REQUIRE(t);
-    return *t;
-}
-
-} // namespace
+using test::at;
 
 TEST_CASE("a range's texts must spell its instants", "[export_job][validation]")
 {

@@ -18,15 +18,9 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using test::contacts_request;
 using test::reports_request;
+using test::at;
 
 namespace {
-
-timestamp at(const char* rfc3339)
-{
-    const auto t = parse_rfc3339(rfc3339);
-    REQUIRE(t);
-    return *t;
-}
 
 std::string filters_of(const export_request& r) { return json::serialize(export_filters_view(r)); }
 

@@ -9,8 +9,11 @@
 #include <exportengine/adapters/memory_data_source.hpp>
 #include <exportengine/adapters/sqlite_job_store.hpp>
 #include <exportengine/engine.hpp>
+#include <exportengine/time_format.hpp>
 
 #include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -135,6 +138,14 @@ inline export_request contacts_request(contacts_filter f = {}, file_format fmt =
     r.filter = std::move(f);
     r.format = fmt;
     return r;
+}
+
+/// The instant an RFC 3339 text names (the test fails if it names none).
+inline timestamp at(const char* rfc3339)
+{
+    const auto t = parse_rfc3339(rfc3339);
+    REQUIRE(t);
+    return *t;
 }
 
 inline export_request reports_request(delivery_reports_filter f, file_format fmt = {})
