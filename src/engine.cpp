@@ -87,7 +87,7 @@ engine_options normalise(engine_options o)
 } // namespace
 
 engine_core::engine_core(engine::executor_type h, job_store& st, data_source& src, storage_sink& sk,
-                         const url_signer& sg, const clock& c, engine_options o, engine_hooks hk)
+                         const url_signer& sg, const time_source& c, engine_options o, engine_hooks hk)
     : host(std::move(h)), store(st), source(src), sink(sk), signer(sg), clk(c), opt(normalise(std::move(o))),
       hooks(std::move(hk)), owner(opt.owner), io_pool(opt.io_threads), job_pool(opt.max_concurrent_jobs)
 {
@@ -111,7 +111,7 @@ struct engine::impl : detail::engine_core {
     std::atomic<bool> accepting{true};
 
     impl(executor_type h, job_store& st, data_source& src, storage_sink& sk, const url_signer& sg,
-         const clock& c, engine_options o, engine_hooks hk)
+         const time_source& c, engine_options o, engine_hooks hk)
         : engine_core(std::move(h), st, src, sk, sg, c, std::move(o), std::move(hk))
     {
         ctl_thread = std::thread([this] { ctl.run(); });
@@ -180,9 +180,9 @@ struct engine::impl : detail::engine_core {
 // ---------------------------------------------------------------------------
 
 engine::engine(executor_type host, job_store& store, data_source& source, storage_sink& sink,
-               const url_signer& signer, const clock& clock, engine_options options,
+               const url_signer& signer, const time_source& time, engine_options options,
                engine_hooks hooks)
-    : impl_(std::make_unique<impl>(std::move(host), store, source, sink, signer, clock,
+    : impl_(std::make_unique<impl>(std::move(host), store, source, sink, signer, time,
                                    std::move(options), std::move(hooks)))
 {
 }

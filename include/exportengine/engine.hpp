@@ -4,7 +4,7 @@
 // the API (contract §3) to a C++ host:
 //
 //     boost::asio::io_context ioc;
-//     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, clock};
+//     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, time};
 //     eng.start();
 //     eng.async_create_export(account, request, std::nullopt,
 //         [](boost::system::error_code ec, exportengine::export_snapshot s) { ... });
@@ -25,9 +25,9 @@
 // so a view's `isAvailableForDownload` and effective status are computed for
 // exactly that instant.
 //
-// Lifetime. The job store, data source, sink, signer and clock must outlive
-// the engine. Operations started on the engine must complete before it is
-// destroyed (async_stop waits for the engine's own work). Destroying a
+// Lifetime. The job store, data source, sink, signer and time source must
+// outlive the engine. Operations started on the engine must complete before
+// it is destroyed (async_stop waits for the engine's own work). Destroying a
 // running engine without async_stop behaves like a crash: in-flight jobs are
 // abandoned with their leases, and any engine sharing the store picks them up
 // when the leases run out. That is what the crash tests rely on.
@@ -45,7 +45,7 @@
 // backoff) and its pipeline at the next batch of rows.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/data_source.hpp>
 #include <exportengine/error.hpp>
 #include <exportengine/export_job.hpp>
@@ -201,7 +201,7 @@ public:
 
     /// `host` is where completion handlers run by default.
     engine(executor_type host, job_store& store, data_source& source, storage_sink& sink,
-           const url_signer& signer, const clock& clock, engine_options options = {},
+           const url_signer& signer, const time_source& time, engine_options options = {},
            engine_hooks hooks = {});
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -286,8 +286,8 @@ public:
 
     /// For a download route of the url_signer: `method` ("GET" or "HEAD")
     /// and `target` (path and query exactly as the transport received them)
-    /// are verified by the signer at the clock's now; returns the export's
-    /// published file (key, size, content type, filename: the transport
+    /// are verified by the signer at the time source's now; returns the
+    /// export's published file (key, size, content type, filename: the transport
     /// streams it with storage_sink::open_read) if the signer grants an
     /// export and it is available now. Every refusal (not the signer's
     /// route, bad or expired signature, unknown export, file expired or not

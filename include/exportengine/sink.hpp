@@ -21,7 +21,7 @@
 #pragma once
 
 #include <exportengine/byte_sink.hpp>
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 
 #include <boost/system/error_code.hpp>
 

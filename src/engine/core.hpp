@@ -44,14 +44,14 @@ namespace asio = boost::asio;
 /// The engine's collaborators, settings and execution contexts.
 struct engine_core {
     engine_core(engine::executor_type h, job_store& st, data_source& src, storage_sink& sk,
-                const url_signer& sg, const clock& c, engine_options o, engine_hooks hk);
+                const url_signer& sg, const time_source& c, engine_options o, engine_hooks hk);
 
     engine::executor_type host;
     job_store& store;
     data_source& source;
     storage_sink& sink;
     const url_signer& signer;
-    const clock& clk;
+    const time_source& clk;
     const engine_options opt;
     const engine_hooks hooks;
     const std::string owner;
