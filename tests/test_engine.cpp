@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <filesystem>
@@ -936,4 +937,117 @@ TEST_CASE("every state answers every operation as contract §3 says", "[engine][
         if (!r.regenerate)
             CHECK(f.store.find(r.id, ec)->status == export_status::queued);
     }
+}
+
+// -- diagnostics ------------------------------------------------------------------
+
+TEST_CASE("diagnostics carry the user's sentence for every refusal, and are empty after a success",
+          "[engine][diagnostics]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    diagnostics diag;
+
+    // The request's own problem, as validate_request words it.
+    export_request both = contacts_request({.list_ids = {10}, .contact_ids = {1}});
+    CHECK(error_of([&](auto t) { e.async_create_export(1, both, std::nullopt, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == validate_request(both, {}));
+    CHECK(diag.message() == "Give listIds or contactIds, not both.");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request(), std::string{}, diag, t); })
+          == errc::invalid_request);
+    CHECK(diag.message() == "An idempotency key must be 1 to 255 bytes long.");
+    CHECK(error_of([&](auto t) { e.async_create_export(0, contacts_request(), std::nullopt, diag, t); })
+          == errc::invalid_request);
+    CHECK(diag.message() == "The account id must be a positive integer.");
+    CHECK(error_of([&](auto t) { e.async_list_exports(1, 0, 101, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == "The page must be 0 or more and the limit from 1 to 100.");
+
+    // Idempotency key reused with another request.
+    (void)f.create(1, contacts_request(), "key-1");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request({.list_ids = {10}}), "key-1", diag, t); })
+          == errc::idempotency_key_reused);
+    CHECK(diag.message() == "This idempotency key was already used with a different request; use a new key.");
+
+    // Not found.
+    CHECK(error_of([&](auto t) { e.async_get_export(1, "nope", diag, t); }) == errc::not_found);
+    CHECK(diag.message() == "No export with this id exists for your account.");
+
+    // Not ready: queued, then being written.
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    CHECK(error_of([&](auto t) { e.async_get_download_url(1, id, diag, t); }) == errc::export_not_ready);
+    CHECK(diag.message()
+          == "The export is still being written; wait until it is available for download, then ask again.");
+    CHECK(error_of([&](auto t) { e.async_regenerate_export(1, id, std::nullopt, diag, t); })
+          == errc::export_not_expired);
+    CHECK(diag.message()
+          == "Only an expired or failed export can be regenerated; download this one or wait for it to finish.");
+    f.source.open_gate();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+
+    // A success empties it (it held the last failure's sentence).
+    REQUIRE_FALSE(diag.message().empty());
+    const download_link link = e.async_get_download_url(1, id, diag, asio::use_future).get();
+    CHECK(diag.message().empty());
+
+    // A forged or expired link is its own error, with its own sentence.
+    std::string target = link.url.substr(link.url.find("/downloads/"));
+    CHECK(e.async_find_download("GET", target, diag, asio::use_future).get().export_id == id);
+    CHECK(diag.message().empty());
+    std::string forged = target;
+    const auto sig_at = forged.find("signature=") + 10;
+    forged[sig_at] = forged[sig_at] == 'A' ? 'B' : 'A';
+    CHECK(error_of([&](auto t) { e.async_find_download("GET", forged, diag, t); }) == errc::download_forbidden);
+    CHECK(diag.message() == "This download link is invalid or has expired; ask for a fresh link to the export.");
+    CHECK(make_error_code(errc::download_forbidden).message() == diag.message());
+    f.clock.advance(std::chrono::minutes{15});
+    CHECK(error_of([&](auto t) { e.async_find_download("GET", target, diag, t); }) == errc::download_forbidden);
+
+    // Expired: the file, then its link.
+    f.clock.advance(std::chrono::hours{24});
+    CHECK(error_of([&](auto t) { e.async_get_download_url(1, id, diag, t); }) == errc::export_expired);
+    CHECK(diag.message() == "The export's file has expired; regenerate the export to download it again.");
+
+    // Stopping: a good request is shut out, a bad one is still bad.
+    e.async_stop(1s, asio::use_future).get();
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request(), std::nullopt, diag, t); })
+          == errc::shutting_down);
+    CHECK(diag.message() == "The export service is shutting down; retry in a moment.");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, both, std::nullopt, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == "Give listIds or contactIds, not both.");
+    CHECK(error_of([&](auto t) { e.async_regenerate_export(1, id, std::nullopt, diag, t); })
+          == errc::shutting_down);
+}
+
+TEST_CASE("diagnostics: a failed export's download refusal quotes its error; filled before a coroutine resumes",
+          "[engine][diagnostics]")
+{
+    test::engine_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_schema, .on_open = true});
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+
+    // use_awaitable throws the error_code; the sentence is there already.
+    diagnostics diag;
+    std::promise<std::pair<boost::system::error_code, std::string>> seen;
+    asio::co_spawn(
+        f.host,
+        [&]() -> asio::awaitable<void> {
+            std::pair<boost::system::error_code, std::string> r;
+            try {
+                (void)co_await e.async_get_download_url(1, id, diag, asio::use_awaitable);
+            } catch (const boost::system::system_error& x) {
+                r = {x.code(), diag.message()};
+            }
+            seen.set_value(std::move(r));
+        },
+        asio::detached);
+    const auto [ec, message] = seen.get_future().get();
+    CHECK(ec == errc::export_failed);
+    CHECK(message
+          == "The export failed, so there is no file to download. The export could not read its data. Contact "
+             "support if regenerating it fails again.");
+    e.async_stop(1s, asio::use_future).get();
 }

@@ -103,6 +103,15 @@ struct engine_core {
     }
 };
 
+/// The sentence a diagnostics gets for `ec` when the operation has no more
+/// specific one: the code's own for the errors a user can act on, a generic
+/// one for ours (never internals).
+[[nodiscard]] std::string user_message(const boost::system::error_code& ec);
+
+/// Fills `diag` (if not null) for an operation that ended with `ec`: `why`,
+/// or user_message(ec) when `why` is empty; empty on success.
+void explain(diagnostics* diag, const boost::system::error_code& ec, std::string why = {});
+
 /// 128 random bits from the kernel's CSPRNG, base64url: 22 characters of
 /// [A-Za-z0-9_-]. Unguessable, and safe in paths, keys and file names.
 [[nodiscard]] std::string random_id();
