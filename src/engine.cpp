@@ -7,6 +7,7 @@
 #include "engine/scheduler.hpp"
 #include "engine/sweeper.hpp"
 #include "engine/transitions.hpp"
+#include "engine/waits.hpp"
 
 #include <exportengine/detail/request_hash.hpp>
 
@@ -133,7 +134,8 @@ engine_core::engine_core(engine::executor_type h, job_store& st, data_source& sr
 // ---------------------------------------------------------------------------
 
 struct engine::impl : detail::engine_core {
-    detail::notifier notifier{*this};
+    detail::waits waits{*this};
+    detail::notifier notifier{*this, waits};
     detail::transitions transitions{*this, notifier};
     detail::scheduler scheduler{*this, transitions};
     detail::sweeper sweeper{*this, transitions, [this] { scheduler.wake(); }};
@@ -211,9 +213,13 @@ struct engine::impl : detail::engine_core {
     {
         stopping = true;
         accepting = false;
+        waits.refuse_new();
         sweeper.stop();
         co_await scheduler.stop(deadline);
         co_await sweeper.wait_stopped(); // a sweep in progress finishes first
+        // Jobs that finished during the grace period have completed their
+        // waits; the rest will not finish here.
+        co_await waits.stop();
         log(log_level::info, "engine stopped");
     }
 };
@@ -495,6 +501,11 @@ void engine::do_regenerate(std::int64_t account, std::string id, std::optional<s
             m.scheduler.overlay_progress(res->job);
         return export_snapshot{std::move(res->job), now};
     });
+}
+
+void engine::do_wait(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h)
+{
+    impl_->waits.start(account, std::move(id), diag, std::move(h));
 }
 
 void engine::do_sweep(void_handler h)

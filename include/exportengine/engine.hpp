@@ -1,7 +1,8 @@
 // exportengine/engine.hpp — the export engine.
 //
-// The engine runs export jobs (contract §2, §5) and offers the five operations of
-// the API (contract §3) to a C++ host:
+// The engine runs export jobs (contract §2, §5) and offers the five
+// operations of the API (contract §3) to a C++ host, and a wait for one
+// export to finish (async_wait_export):
 //
 //     boost::asio::io_context ioc;
 //     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, time};
@@ -9,6 +10,7 @@
 //     eng.async_create_export(account, request, std::nullopt,
 //         [](boost::system::error_code ec, exportengine::export_snapshot s) { ... });
 //     // or: auto s = co_await eng.async_list_exports(account, 0, 10, asio::use_awaitable);
+//     //     auto done = co_await eng.async_wait_export(account, id, asio::use_awaitable);
 //
 // Threads. The engine owns its threads: one control thread that runs the
 // scheduler, the sweeper, every job as a C++20 coroutine and every
@@ -55,26 +57,37 @@
 // our side; try again later." Without a diagnostics, `ec.message()` gives
 // the code's generic sentence (validate_request gives a request's).
 //
-// Per-operation cancellation. The operations below do not support it: each
-// is one atomic store call (or a few), so a cancelled one would leave the
-// caller unsure whether it happened; they always complete, with a result or
-// an error. Cancellation belongs to jobs instead: every running job has its
-// own asio::cancellation_signal, emitted when
+// Per-operation cancellation. async_wait_export supports it: bind a
+// cancellation slot to its handler (asio::bind_cancellation_slot, or let a
+// coroutine do it: `co_await (eng.async_wait_export(a, id, use_awaitable) ||
+// timer.async_wait(use_awaitable))` with asio::experimental's awaitable
+// operators cancels the wait when the timer wins) and emit any cancellation
+// type — terminal, partial or total all hold, since a wait changes nothing.
+// The wait then completes with asio::error::operation_aborted (unless it had
+// completed already); the export and its job are untouched. As for Asio's
+// own operations, emit the signal on the handler's associated executor (the
+// slot is cleared there just before the handler runs).
+//
+// The other operations do not support it: each is one atomic store call
+// (or a few), so a cancelled one would leave the caller unsure whether it
+// happened; they always complete, with a result or an error. Cancellation
+// belongs to jobs instead: every running job has its own
+// asio::cancellation_signal, emitted when
 //   - async_stop's deadline passes: the job goes back to `queued` without
 //     using an attempt (a file already finished is still published);
 //   - its lease is lost (a renewal refused: another worker holds the job):
 //     the job writes nothing more and publishes nothing;
-// and a terminal cancellation ends the job's waits at once (a retry's
+// and a terminal cancellation ends the job's own timers at once (a retry's
 // backoff) and its pipeline at the next batch of rows.
 #pragma once
 
-#include <exportengine/time_source.hpp>
 #include <exportengine/data_source.hpp>
 #include <exportengine/error.hpp>
 #include <exportengine/export_job.hpp>
 #include <exportengine/gzip_sink.hpp>
 #include <exportengine/job_store.hpp>
 #include <exportengine/sink.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/url_signer.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -432,6 +445,44 @@ public:
                                        std::forward<Token>(token));
     }
 
+    /// Waits until export `export_id` of the account is finished — its
+    /// effective status (as of the completion) is `available`, `failed` or
+    /// `expired` — and completes with it. Completes as soon as the export
+    /// has been read when it is finished already (an expired export counts:
+    /// it will not change unless regenerated). Changes this engine makes
+    /// are seen at once (as on_state_change sees them, whether or not a
+    /// hook is installed); changes other engines sharing the store make are
+    /// seen by reading each waited export every `poll_interval` while any
+    /// wait is pending. Nothing is changed by waiting. Errors: errc::not_found
+    /// (no such export for this account — also another account's, or one
+    /// pruned meanwhile), asio::error::operation_aborted (the wait was
+    /// cancelled: see "Per-operation cancellation"), errc::shutting_down
+    /// (async_stop began before the wait started, or finished while it was
+    /// pending: the pending waits complete when the stop completes, so a
+    /// job that finishes within the stop's deadline completes its waits
+    /// normally), errc::store_failed. Completion: `void(error_code,
+    /// export_snapshot)`; the snapshot's `as_of` is when the wait saw it.
+    template <class Token>
+    auto async_wait_export(std::int64_t account_id, std::string export_id, diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this, d = &diag](auto handler, std::int64_t a, std::string id) {
+                do_wait(a, std::move(id), d, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// The same without diagnostics.
+    template <class Token>
+    auto async_wait_export(std::int64_t account_id, std::string export_id, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, std::string id) {
+                do_wait(a, std::move(id), nullptr, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
     /// Runs one sweep now: requeues jobs whose leases ran out, records
     /// expiries, deletes expired files, prunes old records. The engine also
     /// does this every `sweep_interval`. Completion: `void(error_code)`.
@@ -461,6 +512,7 @@ private:
                        diagnostics* diag, handler<export_snapshot> h);
     void do_find_download(std::string method, std::string target, diagnostics* diag,
                           handler<download_file> h);
+    void do_wait(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h);
     void do_sweep(void_handler h);
 
     struct impl;

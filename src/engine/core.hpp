@@ -1,16 +1,19 @@
 // src/engine/core.hpp — what the engine's parts share (private).
 //
-// The engine is a facade (src/engine.cpp) over four parts, each in its own
+// The engine is a facade (src/engine.cpp) over five parts, each in its own
 // file and each readable alone:
 //
-//   notifier     delivers state-change notifications to the host's hook, one
-//                job's in the order of the job's store version;
+//   notifier     delivers state-change notifications to the host's hook and
+//                the pending waits, one job's in the order of its store
+//                version;
 //   transitions  every change of a job's state, in one place: the store call,
 //                its log line, its notification;
 //   scheduler    claims queued jobs for free slots and runs each one (lease
 //                heartbeat, retries, cancellation, recording the outcome);
 //   sweeper      requeues lost leases, records expiries, deletes files,
-//                prunes records.
+//                prunes records;
+//   waits        async_wait_export: pending waits, completed by the
+//                notifier's changes and a poll of the store.
 //
 // Threads. `ctl` is the control context, run by one thread: the scheduler,
 // the sweeper, every job's coroutine and every notification run there, so
