@@ -116,7 +116,7 @@ struct done_counter {
 
 struct rig {
     std::filesystem::path dir;
-    ee::system_clock clock;
+    ee::system_time_source clock;
     ee::adapters::sqlite_job_store store;
     ee::adapters::filesystem_sink sink;
     ee::adapters::hmac_url_signer signer;
@@ -186,7 +186,7 @@ void bench_list(const std::filesystem::path& dir, long n)
         // Fill the store directly (no engine running, so nothing claims).
         ee::adapters::sqlite_job_store store((dir / "jobs.db").string());
         boost::system::error_code ec;
-        const auto base = ee::system_clock{}.now();
+        const auto base = ee::system_time_source{}.now();
         for (long i = 0; i < n; ++i) {
             store.create({.id = "job" + std::to_string(i), .account_id = 1 + i % 10,
                           .request = ee::export_request{}, .created_at = base + std::chrono::milliseconds{i}},

@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 
 namespace exportengine {
@@ -172,13 +173,19 @@ void http_api::do_handle(api_request r, response_handler h)
     // is built right where the engine finishes, on its I/O pool (the system
     // executor runs it inline), and only the finished response goes to the
     // handler's executor: the host's I/O thread never builds JSON.
-    auto later = [&](auto make_response) {
+    // With `diag` (the engine's sentence), an invalid request is answered
+    // with that sentence.
+    auto later = [&](auto make_response, std::shared_ptr<const diagnostics> diag = nullptr) {
         auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
         return asio::bind_executor(asio::system_executor(), [h = std::move(h), work = std::move(work),
-                                                            make_response](error_code ec, auto result) mutable {
+                                                            make_response, diag = std::move(diag)](
+                                                               error_code ec, auto result) mutable {
             api_response resp;
             try {
-                resp = ec ? from_engine_error(ec) : make_response(std::move(result));
+                if (ec == errc::invalid_request && diag && !diag->message().empty())
+                    resp = invalid(diag->message());
+                else
+                    resp = ec ? from_engine_error(ec) : make_response(std::move(result));
             } catch (const std::exception&) {
                 resp = internal_error();
             }
@@ -207,7 +214,9 @@ void http_api::do_handle(api_request r, response_handler h)
             engine_.async_find_download(
                 std::move(d->method), std::move(d->target),
                 asio::bind_executor(ex, [h = std::move(h)](error_code ec, download_file f) mutable {
-                    if (ec == errc::not_found)
+                    // A link tells its holder nothing about its export.
+                    if (ec == errc::download_forbidden || ec == errc::not_found || ec == errc::export_expired
+                        || ec == errc::export_not_ready || ec == errc::export_failed)
                         return std::move(h)(error(403, "FORBIDDEN",
                                                   "This download link is invalid or has expired. Get "
                                                   "a fresh one from GET /exports/{exportId}."));
@@ -243,8 +252,11 @@ void http_api::do_handle(api_request r, response_handler h)
             return resp;
         };
         if (auto* c = std::get_if<detail::create_call>(&plan)) {
-            engine_.async_create_export(c->account, std::move(c->request), std::move(c->idempotency_key),
-                                        later(std::move(accepted_here)));
+            // The engine checks the request (validate_request) and says why.
+            auto diag = std::make_shared<diagnostics>();
+            diagnostics& d = *diag;
+            engine_.async_create_export(c->account, std::move(c->request), std::move(c->idempotency_key), d,
+                                        later(std::move(accepted_here), std::move(diag)));
             return;
         }
         if (auto* g = std::get_if<detail::regenerate_call>(&plan)) {

@@ -7,12 +7,14 @@
 #include "engine/scheduler.hpp"
 #include "engine/sweeper.hpp"
 #include "engine/transitions.hpp"
+#include "engine/waits.hpp"
 
 #include <exportengine/detail/request_hash.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/error.hpp>
 
 #include <sys/random.h>
 #include <unistd.h>
@@ -61,6 +63,40 @@ std::string random_id()
     return out;
 }
 
+std::string user_message(const error_code& ec)
+{
+    if (ec.category() == error_category()) {
+        switch (static_cast<errc>(ec.value())) {
+        case errc::not_found:
+        case errc::invalid_request:
+        case errc::export_not_ready:
+        case errc::export_expired:
+        case errc::export_failed:
+        case errc::export_not_expired:
+        case errc::idempotency_key_reused:
+        case errc::shutting_down:
+        case errc::download_forbidden:
+            return ec.message();
+        default:
+            break;
+        }
+    }
+    if (ec == asio::error::operation_aborted)
+        return "The operation was cancelled.";
+    return make_error_code(errc::internal_error).message();
+}
+
+void explain(diagnostics* diag, const error_code& ec, std::string why)
+{
+    if (diag == nullptr)
+        return;
+    if (!ec)
+        why.clear();
+    else if (why.empty())
+        why = user_message(ec);
+    diagnostics_access::assign(*diag, std::move(why));
+}
+
 namespace {
 
 std::string default_owner()
@@ -87,7 +123,7 @@ engine_options normalise(engine_options o)
 } // namespace
 
 engine_core::engine_core(engine::executor_type h, job_store& st, data_source& src, storage_sink& sk,
-                         const url_signer& sg, const clock& c, engine_options o, engine_hooks hk)
+                         const url_signer& sg, const time_source& c, engine_options o, engine_hooks hk)
     : host(std::move(h)), store(st), source(src), sink(sk), signer(sg), clk(c), opt(normalise(std::move(o))),
       hooks(std::move(hk)), owner(opt.owner), io_pool(opt.io_threads), job_pool(opt.max_concurrent_jobs)
 {
@@ -98,7 +134,8 @@ engine_core::engine_core(engine::executor_type h, job_store& st, data_source& sr
 // ---------------------------------------------------------------------------
 
 struct engine::impl : detail::engine_core {
-    detail::notifier notifier{*this};
+    detail::waits waits{*this};
+    detail::notifier notifier{*this, waits};
     detail::transitions transitions{*this, notifier};
     detail::scheduler scheduler{*this, transitions};
     detail::sweeper sweeper{*this, transitions, [this] { scheduler.wake(); }};
@@ -111,7 +148,7 @@ struct engine::impl : detail::engine_core {
     std::atomic<bool> accepting{true};
 
     impl(executor_type h, job_store& st, data_source& src, storage_sink& sk, const url_signer& sg,
-         const clock& c, engine_options o, engine_hooks hk)
+         const time_source& c, engine_options o, engine_hooks hk)
         : engine_core(std::move(h), st, src, sk, sg, c, std::move(o), std::move(hk))
     {
         ctl_thread = std::thread([this] { ctl.run(); });
@@ -132,22 +169,28 @@ struct engine::impl : detail::engine_core {
         io_pool.join();
     }
 
-    /// An API operation: `f` on the I/O pool, the result on the handler's
-    /// executor (the host's by default).
+    /// An API operation: `f(ec, why)` on the I/O pool, the result on the
+    /// handler's executor (the host's by default). `why` is the failure's
+    /// sentence for the user when there is a more specific one than the
+    /// code's; `diag`, when given, gets it before the handler runs.
     template <class T, class F>
-    void api(handler<T> h, F f)
+    void api(diagnostics* diag, handler<T> h, F f)
     {
         auto ex = asio::get_associated_executor(h, host);
         auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
-        asio::post(io_pool, [this, h = std::move(h), f = std::move(f), work = std::move(work)]() mutable {
+        asio::post(io_pool, [this, diag, h = std::move(h), f = std::move(f), work = std::move(work)]() mutable {
             error_code ec;
+            std::string why;
             T result{};
             try {
-                result = f(ec);
+                result = f(ec, why);
             } catch (const std::exception& e) {
                 log(log_level::error, std::string("operation failed: ") + e.what());
                 ec = errc::internal_error;
+                why.clear();
             }
+            if (diag)
+                detail::explain(diag, ec, std::move(why));
             // dispatch: any_completion_executor offers no blocking.never,
             // and from a pool thread this queues on the handler's executor.
             asio::dispatch(work, [h = std::move(h), ec, result = std::move(result)]() mutable {
@@ -170,19 +213,60 @@ struct engine::impl : detail::engine_core {
     {
         stopping = true;
         accepting = false;
+        waits.refuse_new();
         sweeper.stop();
         co_await scheduler.stop(deadline);
         co_await sweeper.wait_stopped(); // a sweep in progress finishes first
+        // Jobs that finished during the grace period have completed their
+        // waits; the rest will not finish here.
+        co_await waits.stop();
         log(log_level::info, "engine stopped");
     }
 };
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+/// What is wrong with an idempotency key, or "" (contract §3: 1 to 255 bytes).
+std::string key_problem(const std::string& key)
+{
+    if (key.empty() || key.size() > 255)
+        return "An idempotency key must be 1 to 255 bytes long.";
+    return {};
+}
+
+/// Why `job` has no file to download at `now` (it is not available): the
+/// code, and its sentence in `why`.
+error_code not_downloadable(const export_job& job, timestamp now, std::string& why)
+{
+    switch (job.effective_status(now)) {
+    case export_status::queued:
+        why = "The export is queued and not ready yet; wait until it is available for download, "
+              "then ask again.";
+        return errc::export_not_ready;
+    case export_status::processing:
+        why = "The export is still being written; wait until it is available for download, then ask "
+              "again.";
+        return errc::export_not_ready;
+    case export_status::failed:
+        why = "The export failed, so there is no file to download. "
+              + (job.error && !job.error->message.empty() ? job.error->message
+                                                          : std::string("Regenerate it to try again."));
+        return errc::export_failed;
+    case export_status::expired:
+    case export_status::available: // not reached: the caller checked
+        break;
+    }
+    return errc::export_expired;
+}
+
+} // namespace
+
 engine::engine(executor_type host, job_store& store, data_source& source, storage_sink& sink,
-               const url_signer& signer, const clock& clock, engine_options options,
+               const url_signer& signer, const time_source& time, engine_options options,
                engine_hooks hooks)
-    : impl_(std::make_unique<impl>(std::move(host), store, source, sink, signer, clock,
+    : impl_(std::make_unique<impl>(std::move(host), store, source, sink, signer, time,
                                    std::move(options), std::move(hooks)))
 {
 }
@@ -215,18 +299,23 @@ void engine::do_stop(std::chrono::milliseconds deadline, void_handler h)
 }
 
 void engine::do_create(std::int64_t account, export_request r, std::optional<std::string> key,
-                       handler<export_snapshot> h)
+                       diagnostics* diag, handler<export_snapshot> h)
 {
-    impl_->api<export_snapshot>(std::move(h), [this, account, r = std::move(r),
-                                               key = std::move(key)](error_code& ec) mutable {
+    impl_->api<export_snapshot>(diag, std::move(h), [this, account, r = std::move(r), key = std::move(key)](
+                                                        error_code& ec, std::string& why) mutable {
         impl& m = *impl_;
-        if (!m.accepting) {
-            ec = errc::shutting_down;
+        // The request first: a bad one stays bad, and "retry in a moment"
+        // would be the wrong advice for it.
+        why = account <= 0 ? std::string("The account id must be a positive integer.")
+                           : validate_request(r, m.opt.limits);
+        if (why.empty() && key)
+            why = key_problem(*key);
+        if (!why.empty()) {
+            ec = errc::invalid_request;
             return export_snapshot{};
         }
-        if (account <= 0 || !validate_request(r, m.opt.limits).empty()
-            || (key && (key->empty() || key->size() > 255))) {
-            ec = errc::invalid_request;
+        if (!m.accepting) {
+            ec = errc::shutting_down;
             return export_snapshot{};
         }
         const timestamp now = m.clk.now();
@@ -263,13 +352,14 @@ void engine::do_create(std::int64_t account, export_request r, std::optional<std
     });
 }
 
-void engine::do_list(std::int64_t account, std::int64_t page, std::int64_t limit,
+void engine::do_list(std::int64_t account, std::int64_t page, std::int64_t limit, diagnostics* diag,
                      handler<export_list> h)
 {
-    impl_->api<export_list>(std::move(h), [this, account, page, limit](error_code& ec) {
+    impl_->api<export_list>(diag, std::move(h), [this, account, page, limit](error_code& ec, std::string& why) {
         impl& m = *impl_;
         if (page < 0 || limit < 1 || limit > 100) {
             ec = errc::invalid_request;
+            why = "The page must be 0 or more and the limit from 1 to 100.";
             return export_list{};
         }
         // Beyond any real page, and safe from overflow in page * limit.
@@ -283,9 +373,10 @@ void engine::do_list(std::int64_t account, std::int64_t page, std::int64_t limit
     });
 }
 
-void engine::do_get(std::int64_t account, std::string id, handler<export_snapshot> h)
+void engine::do_get(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h)
 {
-    impl_->api<export_snapshot>(std::move(h), [this, account, id = std::move(id)](error_code& ec) {
+    impl_->api<export_snapshot>(diag, std::move(h), [this, account, id = std::move(id)](error_code& ec,
+                                                                                        std::string&) {
         impl& m = *impl_;
         auto job = m.store.get(account, id, ec);
         if (ec)
@@ -299,9 +390,10 @@ void engine::do_get(std::int64_t account, std::string id, handler<export_snapsho
     });
 }
 
-void engine::do_download_url(std::int64_t account, std::string id, handler<download_link> h)
+void engine::do_download_url(std::int64_t account, std::string id, diagnostics* diag, handler<download_link> h)
 {
-    impl_->api<download_link>(std::move(h), [this, account, id = std::move(id)](error_code& ec) {
+    impl_->api<download_link>(diag, std::move(h), [this, account, id = std::move(id)](error_code& ec,
+                                                                                      std::string& why) {
         impl& m = *impl_;
         auto job = m.store.get(account, id, ec);
         if (ec)
@@ -311,19 +403,9 @@ void engine::do_download_url(std::int64_t account, std::string id, handler<downl
             return download_link{};
         }
         const timestamp now = m.clk.now();
-        switch (job->effective_status(now)) {
-        case export_status::queued:
-        case export_status::processing:
-            ec = errc::export_not_ready;
+        if (!job->is_available_for_download(now)) {
+            ec = not_downloadable(*job, now, why);
             return download_link{};
-        case export_status::expired:
-            ec = errc::export_expired;
-            return download_link{};
-        case export_status::failed:
-            ec = errc::export_failed;
-            return download_link{};
-        case export_status::available:
-            break;
         }
         download_link link;
         link.export_id = job->id;
@@ -348,23 +430,31 @@ void engine::do_download_url(std::int64_t account, std::string id, handler<downl
     });
 }
 
-void engine::do_find_download(std::string method, std::string target, handler<download_file> h)
+void engine::do_find_download(std::string method, std::string target, diagnostics* diag,
+                              handler<download_file> h)
 {
-    impl_->api<download_file>(std::move(h), [this, method = std::move(method),
-                                             target = std::move(target)](error_code& ec) {
+    impl_->api<download_file>(diag, std::move(h), [this, method = std::move(method), target = std::move(target)](
+                                                      error_code& ec, std::string& why) {
         impl& m = *impl_;
         const timestamp now = m.clk.now();
         // The signer owns the route: it parses and verifies the target.
         const std::string_view id = m.signer.verify({.method = method, .target = target}, now);
         if (id.empty()) {
-            ec = errc::not_found;
+            ec = errc::download_forbidden;
             return download_file{};
         }
+        // A link the signer grants: its export may still have gone, or have
+        // been regenerated, since the link was made.
         auto job = m.store.find(id, ec);
         if (ec)
             return download_file{};
-        if (!job || !job->is_available_for_download(now) || job->file_key.empty()) {
+        if (!job || (job->is_available_for_download(now) && job->file_key.empty())) {
             ec = errc::not_found;
+            why = "The export of this download link no longer exists.";
+            return download_file{};
+        }
+        if (!job->is_available_for_download(now)) {
+            ec = not_downloadable(*job, now, why);
             return download_file{};
         }
         return download_file{
@@ -378,17 +468,19 @@ void engine::do_find_download(std::string method, std::string target, handler<do
 }
 
 void engine::do_regenerate(std::int64_t account, std::string id, std::optional<std::string> key,
-                           handler<export_snapshot> h)
+                           diagnostics* diag, handler<export_snapshot> h)
 {
-    impl_->api<export_snapshot>(std::move(h), [this, account, id = std::move(id),
-                                               key = std::move(key)](error_code& ec) {
+    impl_->api<export_snapshot>(diag, std::move(h), [this, account, id = std::move(id), key = std::move(key)](
+                                                        error_code& ec, std::string& why) {
         impl& m = *impl_;
-        if (!m.accepting) {
-            ec = errc::shutting_down;
+        if (key)
+            why = key_problem(*key);
+        if (!why.empty()) {
+            ec = errc::invalid_request;
             return export_snapshot{};
         }
-        if (key && (key->empty() || key->size() > 255)) {
-            ec = errc::invalid_request;
+        if (!m.accepting) {
+            ec = errc::shutting_down;
             return export_snapshot{};
         }
         const timestamp now = m.clk.now();
@@ -409,6 +501,11 @@ void engine::do_regenerate(std::int64_t account, std::string id, std::optional<s
             m.scheduler.overlay_progress(res->job);
         return export_snapshot{std::move(res->job), now};
     });
+}
+
+void engine::do_wait(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h)
+{
+    impl_->waits.start(account, std::move(id), diag, std::move(h));
 }
 
 void engine::do_sweep(void_handler h)

@@ -25,15 +25,15 @@ public:
         case errc::invalid_request:
             return "The request is invalid.";
         case errc::export_not_ready:
-            return "The export is not ready yet; poll GET /exports until isAvailableForDownload is true.";
+            return "The export is not ready yet; wait until it is available for download, then ask again.";
         case errc::export_expired:
-            return "The export's file has expired; regenerate it with POST /exports/{exportId}.";
+            return "The export's file has expired; regenerate the export to download it again.";
         case errc::export_failed:
-            return "The export failed; see its error, then regenerate it with POST /exports/{exportId}.";
+            return "The export failed, so there is no file to download; regenerate it to try again.";
         case errc::export_not_expired:
-            return "Only an expired or failed export can be regenerated; download this one or wait for it.";
+            return "Only an expired or failed export can be regenerated; download this one or wait for it to finish.";
         case errc::idempotency_key_reused:
-            return "This Idempotency-Key was already used with a different request; use a new key.";
+            return "This idempotency key was already used with a different request; use a new key.";
         case errc::shutting_down:
             return "The export service is shutting down; retry in a moment.";
         case errc::source_busy:
@@ -52,6 +52,8 @@ public:
             return "The job's lease was lost to another worker.";
         case errc::internal_error:
             return "Something went wrong on our side; try again later.";
+        case errc::download_forbidden:
+            return "This download link is invalid or has expired; ask for a fresh link to the export.";
         }
         return "unknown exportengine error";
     }

@@ -610,6 +610,52 @@ TEST_CASE("api: download links that are tampered with are refused", "[api][downl
     CHECK(f.call("GET", target, "", "Bearer key-two").r.download);
 }
 
+TEST_CASE("api: the engine's refusals are answered byte for byte, also while it stops", "[api][validation]")
+{
+    api_fixture f;
+    const std::vector<std::pair<std::string, std::string>> headers{{"Content-Type", "application/json"},
+                                                                   {"Cache-Control", "no-store"}};
+    // Requests that break validate_request's rules: the parser refuses them
+    // in its own words before the engine (which checks them again) is asked.
+    const auto both_ids = [&] {
+        const reply r = f.call("POST", "/exports/contacts", R"({"listIds":[1],"contactIds":[2]})");
+        CHECK(r.status() == 400);
+        CHECK(r.r.headers == headers);
+        CHECK(r.r.body == R"({"error":{"code":"INVALID_REQUEST","message":"Give either \"listIds\" or \"contactIds\", not both (or neither, to export every contact)."}})");
+    };
+    const auto backwards = [&] {
+        const reply r = f.call("POST", "/exports/delivery-reports",
+                               R"({"startDateTime":"2026-01-02T00:00:00Z","endDateTime":"2026-01-01T00:00:00Z"})");
+        CHECK(r.status() == 400);
+        CHECK(r.r.headers == headers);
+        CHECK(r.r.body
+              == R"({"error":{"code":"INVALID_REQUEST","message":"\"startDateTime\" must be before \"endDateTime\"."}})");
+    };
+    both_ids();
+    backwards();
+    CHECK(f.total() == 0);
+
+    // A forged signature: the 403 every refused link gets.
+    const std::string id = f.create();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    const std::string url = f.call("GET", "/exports/" + id).str("url");
+    std::string target = url.substr(url.find("/downloads/"));
+    const auto sig_at = target.find("signature=") + 10;
+    target[sig_at] = target[sig_at] == 'A' ? 'B' : 'A';
+    const reply forged = f.call("GET", target, "", std::nullopt);
+    CHECK(forged.status() == 403);
+    CHECK(forged.r.headers == headers);
+    CHECK(forged.r.body
+          == R"({"error":{"code":"FORBIDDEN","message":"This download link is invalid or has expired. Get a fresh one from GET /exports/{exportId}."}})");
+
+    // Stopping: a bad request is still a 400 (retrying would not help it),
+    // a good one a 503.
+    f.e.async_stop(1s, asio::use_future).get();
+    both_ids();
+    backwards();
+    CHECK(f.call("POST", "/exports/contacts", "{}").code() == "SHUTTING_DOWN");
+}
+
 TEST_CASE("api: keys and accounts are checked at construction", "[api]")
 {
     test::engine_fixture f;

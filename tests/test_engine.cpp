@@ -3,8 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -936,4 +942,343 @@ TEST_CASE("every state answers every operation as contract §3 says", "[engine][
         if (!r.regenerate)
             CHECK(f.store.find(r.id, ec)->status == export_status::queued);
     }
+}
+
+// -- diagnostics ------------------------------------------------------------------
+
+TEST_CASE("diagnostics carry the user's sentence for every refusal, and are empty after a success",
+          "[engine][diagnostics]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    diagnostics diag;
+
+    // The request's own problem, as validate_request words it.
+    export_request both = contacts_request({.list_ids = {10}, .contact_ids = {1}});
+    CHECK(error_of([&](auto t) { e.async_create_export(1, both, std::nullopt, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == validate_request(both, {}));
+    CHECK(diag.message() == "Give listIds or contactIds, not both.");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request(), std::string{}, diag, t); })
+          == errc::invalid_request);
+    CHECK(diag.message() == "An idempotency key must be 1 to 255 bytes long.");
+    CHECK(error_of([&](auto t) { e.async_create_export(0, contacts_request(), std::nullopt, diag, t); })
+          == errc::invalid_request);
+    CHECK(diag.message() == "The account id must be a positive integer.");
+    CHECK(error_of([&](auto t) { e.async_list_exports(1, 0, 101, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == "The page must be 0 or more and the limit from 1 to 100.");
+
+    // Idempotency key reused with another request.
+    (void)f.create(1, contacts_request(), "key-1");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request({.list_ids = {10}}), "key-1", diag, t); })
+          == errc::idempotency_key_reused);
+    CHECK(diag.message() == "This idempotency key was already used with a different request; use a new key.");
+
+    // Not found.
+    CHECK(error_of([&](auto t) { e.async_get_export(1, "nope", diag, t); }) == errc::not_found);
+    CHECK(diag.message() == "No export with this id exists for your account.");
+
+    // Not ready: queued, then being written.
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    CHECK(error_of([&](auto t) { e.async_get_download_url(1, id, diag, t); }) == errc::export_not_ready);
+    CHECK(diag.message()
+          == "The export is still being written; wait until it is available for download, then ask again.");
+    CHECK(error_of([&](auto t) { e.async_regenerate_export(1, id, std::nullopt, diag, t); })
+          == errc::export_not_expired);
+    CHECK(diag.message()
+          == "Only an expired or failed export can be regenerated; download this one or wait for it to finish.");
+    f.source.open_gate();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+
+    // A success empties it (it held the last failure's sentence).
+    REQUIRE_FALSE(diag.message().empty());
+    const download_link link = e.async_get_download_url(1, id, diag, asio::use_future).get();
+    CHECK(diag.message().empty());
+
+    // A forged or expired link is its own error, with its own sentence.
+    std::string target = link.url.substr(link.url.find("/downloads/"));
+    CHECK(e.async_find_download("GET", target, diag, asio::use_future).get().export_id == id);
+    CHECK(diag.message().empty());
+    std::string forged = target;
+    const auto sig_at = forged.find("signature=") + 10;
+    forged[sig_at] = forged[sig_at] == 'A' ? 'B' : 'A';
+    CHECK(error_of([&](auto t) { e.async_find_download("GET", forged, diag, t); }) == errc::download_forbidden);
+    CHECK(diag.message() == "This download link is invalid or has expired; ask for a fresh link to the export.");
+    CHECK(make_error_code(errc::download_forbidden).message() == diag.message());
+    f.clock.advance(std::chrono::minutes{15});
+    CHECK(error_of([&](auto t) { e.async_find_download("GET", target, diag, t); }) == errc::download_forbidden);
+
+    // Expired: the file, then its link.
+    f.clock.advance(std::chrono::hours{24});
+    CHECK(error_of([&](auto t) { e.async_get_download_url(1, id, diag, t); }) == errc::export_expired);
+    CHECK(diag.message() == "The export's file has expired; regenerate the export to download it again.");
+
+    // Stopping: a good request is shut out, a bad one is still bad.
+    e.async_stop(1s, asio::use_future).get();
+    CHECK(error_of([&](auto t) { e.async_create_export(1, contacts_request(), std::nullopt, diag, t); })
+          == errc::shutting_down);
+    CHECK(diag.message() == "The export service is shutting down; retry in a moment.");
+    CHECK(error_of([&](auto t) { e.async_create_export(1, both, std::nullopt, diag, t); }) == errc::invalid_request);
+    CHECK(diag.message() == "Give listIds or contactIds, not both.");
+    CHECK(error_of([&](auto t) { e.async_regenerate_export(1, id, std::nullopt, diag, t); })
+          == errc::shutting_down);
+}
+
+TEST_CASE("diagnostics: a failed export's download refusal quotes its error; filled before a coroutine resumes",
+          "[engine][diagnostics]")
+{
+    test::engine_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_schema, .on_open = true});
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::failed));
+
+    // use_awaitable throws the error_code; the sentence is there already.
+    diagnostics diag;
+    std::promise<std::pair<boost::system::error_code, std::string>> seen;
+    asio::co_spawn(
+        f.host,
+        [&]() -> asio::awaitable<void> {
+            std::pair<boost::system::error_code, std::string> r;
+            try {
+                (void)co_await e.async_get_download_url(1, id, diag, asio::use_awaitable);
+            } catch (const boost::system::system_error& x) {
+                r = {x.code(), diag.message()};
+            }
+            seen.set_value(std::move(r));
+        },
+        asio::detached);
+    const auto [ec, message] = seen.get_future().get();
+    CHECK(ec == errc::export_failed);
+    CHECK(message
+          == "The export failed, so there is no file to download. The export could not read its data. Contact "
+             "support if regenerating it fails again.");
+    e.async_stop(1s, asio::use_future).get();
+}
+
+// -- waiting for one export ---------------------------------------------------------
+
+namespace {
+
+using wait_outcome = std::pair<boost::system::error_code, export_snapshot>;
+
+/// A callback for async_wait_export that fulfils a promise (no exception
+/// travels through the future: TSan-friendly).
+struct wait_probe {
+    std::promise<wait_outcome> p;
+    std::future<wait_outcome> f = p.get_future();
+    auto handler()
+    {
+        return [this](boost::system::error_code ec, export_snapshot s) { p.set_value({ec, std::move(s)}); };
+    }
+    bool ready(std::chrono::milliseconds within = 0ms)
+    {
+        return f.wait_for(within) == std::future_status::ready;
+    }
+    wait_outcome get() { return f.get(); }
+};
+
+} // namespace
+
+TEST_CASE("async_wait_export completes when the export finishes, and at once when it has", "[engine][wait]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+
+    wait_probe a, b;
+    diagnostics diag;
+    e.async_wait_export(1, id, diag, a.handler());
+    e.async_wait_export(1, id, b.handler());
+    CHECK_FALSE(a.ready(50ms)); // still being written
+    f.source.open_gate();
+    auto [ec, s] = a.get();
+    CHECK_FALSE(ec);
+    CHECK(diag.message().empty());
+    CHECK(s.job.id == id);
+    CHECK(s.job.status == export_status::available);
+    CHECK(s.job.row_count == 4);
+    CHECK(s.job.is_available_for_download(s.as_of));
+    CHECK(b.get().second.job.status == export_status::available);
+
+    // Finished already: at once, with the export as it is.
+    CHECK(e.async_wait_export(1, id, asio::use_future).get().job.status == export_status::available);
+    f.clock.advance(std::chrono::hours{24});
+    const export_snapshot expired = e.async_wait_export(1, id, asio::use_future).get();
+    CHECK(expired.job.effective_status(expired.as_of) == export_status::expired);
+
+    // Another account's export, or none: not_found, with its sentence.
+    wait_probe other, none;
+    e.async_wait_export(2, id, diag, other.handler());
+    CHECK(other.get().first == errc::not_found);
+    CHECK(diag.message() == "No export with this id exists for your account.");
+    e.async_wait_export(1, "no-such-export", none.handler());
+    CHECK(none.get().first == errc::not_found);
+    e.async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("async_wait_export completes with a failed export", "[engine][wait]")
+{
+    test::engine_fixture f;
+    f.source.set_fault(adapters::memory_source_fault{.code = errc::source_schema, .on_open = true});
+    f.source.close_gate();
+    engine& e = f.start();
+    const std::string id = f.create(1, contacts_request());
+    wait_probe w;
+    e.async_wait_export(1, id, w.handler());
+    f.source.open_gate();
+    auto [ec, s] = w.get();
+    CHECK_FALSE(ec);
+    CHECK(s.job.status == export_status::failed);
+    REQUIRE(s.job.error);
+    CHECK(s.job.error->code == "DATA_SOURCE_ERROR");
+    e.async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("a cancelled async_wait_export completes with operation_aborted and changes nothing", "[engine][wait]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+
+    asio::cancellation_signal signal;
+    wait_probe w, untouched;
+    diagnostics diag;
+    e.async_wait_export(1, id, diag, asio::bind_cancellation_slot(signal.slot(), w.handler()));
+    e.async_wait_export(1, id, untouched.handler());
+    CHECK_FALSE(w.ready(20ms));
+    // Emitted on the handler's executor, as Asio asks.
+    asio::post(f.host, [&] { signal.emit(asio::cancellation_type::terminal); });
+    auto [ec, s] = w.get();
+    CHECK(ec == asio::error::operation_aborted);
+    CHECK(diag.message() == "The operation was cancelled.");
+    CHECK(s.job.id.empty());
+    CHECK_FALSE(untouched.ready()); // the other wait goes on
+    // Emitting again after the completion reaches nothing.
+    std::promise<void> emitted;
+    asio::post(f.host, [&] {
+        signal.emit(asio::cancellation_type::terminal);
+        emitted.set_value();
+    });
+    emitted.get_future().get();
+
+    // The job carried on as if nobody had waited.
+    f.source.open_gate();
+    REQUIRE(f.events.wait_for(id, export_status::available));
+    CHECK(untouched.get().second.job.status == export_status::available);
+    CHECK(f.events.statuses_of(id)
+          == std::vector<export_status>{export_status::queued, export_status::processing, export_status::available});
+
+    // A coroutine's own cancellation: a timeout that wins cancels the wait.
+    f.source.close_gate();
+    const std::string slow = f.create(1, contacts_request());
+    std::promise<std::size_t> winner;
+    asio::co_spawn(
+        f.host,
+        [&]() -> asio::awaitable<void> {
+            using namespace asio::experimental::awaitable_operators;
+            asio::steady_timer timeout(co_await asio::this_coro::executor, 30ms);
+            auto r = co_await (e.async_wait_export(1, slow, asio::use_awaitable)
+                               || timeout.async_wait(asio::use_awaitable));
+            winner.set_value(r.index());
+        },
+        asio::detached);
+    CHECK(winner.get_future().get() == 1);
+    f.source.open_gate();
+    REQUIRE(f.events.wait_for(slow, export_status::available));
+    e.async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("async_wait_export sees another engine's change by polling the store", "[engine][wait]")
+{
+    test::engine_fixture f;
+    f.source.close_gate();
+    f.start(); // engine-a runs the jobs
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+
+    // engine-b shares the store, never started (it runs nothing), no hook:
+    // only its poll of the store can see the export finish.
+    auto o = f.default_options();
+    o.owner = "engine-b";
+    o.poll_interval = 20ms;
+    engine b(f.host.get_executor(), f.store, f.source, f.sink, f.signer, f.clock, o);
+    wait_probe w;
+    b.async_wait_export(1, id, w.handler());
+    CHECK_FALSE(w.ready(60ms));
+    f.source.open_gate();
+    auto [ec, s] = w.get();
+    CHECK_FALSE(ec);
+    CHECK(s.job.status == export_status::available);
+    b.async_stop(1s, asio::use_future).get();
+    f.eng->async_stop(1s, asio::use_future).get();
+}
+
+TEST_CASE("async_stop completes pending waits with shutting_down; a job finishing in its grace period first",
+          "[engine][wait][stop]")
+{
+    test::engine_fixture f;
+    engine& e = f.start();
+    f.source.close_gate();
+    const std::string id = f.create(1, contacts_request());
+    REQUIRE(f.events.wait_for(id, export_status::processing));
+    REQUIRE(f.source.wait_for_batches(1, 10s));
+    wait_probe w;
+    diagnostics diag;
+    e.async_wait_export(1, id, diag, w.handler());
+    CHECK_FALSE(w.ready(20ms));
+
+    SECTION("the job finishes within the stop's deadline: the wait sees it")
+    {
+        auto stopped = e.async_stop(10s, asio::use_future);
+        f.source.open_gate();
+        stopped.get();
+        CHECK(w.get().second.job.status == export_status::available);
+    }
+    SECTION("the stop puts the job back: the wait ends with shutting_down")
+    {
+        auto stopped = e.async_stop(20ms, asio::use_future);
+        REQUIRE(f.logs.wait_for("cancelled 1 running jobs"));
+        f.source.open_gate();
+        stopped.get();
+        CHECK(w.get().first == errc::shutting_down);
+        CHECK(diag.message() == "The export service is shutting down; retry in a moment.");
+        boost::system::error_code ec;
+        CHECK(f.store.find(id, ec)->status == export_status::queued);
+    }
+    // After the stop: refused at once.
+    wait_probe late;
+    e.async_wait_export(1, id, late.handler());
+    CHECK(late.get().first == errc::shutting_down);
+}
+
+TEST_CASE("async_wait_export without an on_state_change hook, many at once racing their jobs",
+          "[engine][wait]")
+{
+    test::engine_fixture f;
+    auto o = f.default_options();
+    o.max_jobs_per_account = 4;
+    engine e(f.host.get_executor(), f.store, f.source, f.sink, f.signer, f.clock, o,
+             engine_hooks{.log = [&](log_level, std::string_view l) { f.logs.add(l); }});
+    e.start();
+    std::vector<std::string> ids;
+    std::deque<wait_probe> waits;
+    for (int i = 0; i < 24; ++i) {
+        ids.push_back(e.async_create_export(1 + i % 2, contacts_request(), std::nullopt, asio::use_future).get().job.id);
+        // Started while the job is queued, processing or done: each finds it.
+        e.async_wait_export(1 + i % 2, ids.back(), waits.emplace_back().handler());
+    }
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        REQUIRE(waits[i].ready(30s));
+        auto [ec, s] = waits[i].get();
+        CHECK_FALSE(ec);
+        CHECK(s.job.id == ids[i]);
+        CHECK(s.job.status == export_status::available);
+    }
+    e.async_stop(1s, asio::use_future).get();
 }

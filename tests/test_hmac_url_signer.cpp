@@ -106,7 +106,7 @@ mode_t mode_of(const std::string& path)
 
 TEST_CASE("hmac_url_signer: sign then verify round-trips", "[signer]")
 {
-    manual_clock clock;
+    manual_time_source clock;
     const hmac_url_signer signer(key_a, {.base_url = "http://127.0.0.1:8080/"});
     CHECK(signer.base_url() == "http://127.0.0.1:8080");
     const timestamp expires = clock.now() + std::chrono::hours(1);
@@ -162,7 +162,7 @@ TEST_CASE("hmac_url_signer: the signature is HMAC-SHA256 of GET\\npath\\nexpires
 
 TEST_CASE("hmac_url_signer: every tampered part fails", "[signer]")
 {
-    manual_clock clock;
+    manual_time_source clock;
     const hmac_url_signer signer(key_a, {.base_url = "http://h"});
     const auto p = parse(signer.sign(obj("exp_1"), clock.now() + milliseconds(60'000)),
                          "http://h");
@@ -231,7 +231,7 @@ TEST_CASE("hmac_url_signer: every tampered part fails", "[signer]")
 
 TEST_CASE("hmac_url_signer: a URL expires exactly at `expires`", "[signer]")
 {
-    manual_clock clock;
+    manual_time_source clock;
     const hmac_url_signer signer(key_a, {});
     const timestamp expires = clock.now() + milliseconds(5000);
     const auto p = parse(signer.sign(obj("x"), expires), "");
@@ -245,7 +245,7 @@ TEST_CASE("hmac_url_signer: a URL expires exactly at `expires`", "[signer]")
 
 TEST_CASE("hmac_url_signer: previous keys keep verifying after a rotation", "[signer][key]")
 {
-    manual_clock clock;
+    manual_time_source clock;
     const timestamp expires = clock.now() + milliseconds(1000);
     const hmac_url_signer old_signer(key_a, {});
     const auto old_url = parse(old_signer.sign(obj("x"), expires), "");
@@ -266,7 +266,7 @@ TEST_CASE("hmac_url_signer: previous keys keep verifying after a rotation", "[si
 
 TEST_CASE("hmac_url_signer: garbage is rejected without a crash", "[signer]")
 {
-    manual_clock clock;
+    manual_time_source clock;
     const hmac_url_signer signer(key_a, {});
     const auto good = parse(signer.sign(obj("x"), clock.now() + milliseconds(1000)), "");
     REQUIRE(verifies(signer, good, clock.now()));
@@ -361,7 +361,7 @@ TEST_CASE("hmac_url_signer: short keys are rejected", "[signer][key]")
 TEST_CASE("hmac_url_signer: a created key file is 0600 and survives a restart", "[signer][key]")
 {
     test::temp_dir tmp;
-    manual_clock clock;
+    manual_time_source clock;
     const std::string path = tmp.file("url-signing.key");
     const timestamp expires = clock.now() + milliseconds(1000);
 

@@ -54,7 +54,7 @@ new_job job_at(std::string id, std::int64_t account, timestamp created,
 struct store_fixture {
     test::temp_dir dir;
     std::string path = dir.file("jobs.db");
-    manual_clock clock;
+    manual_time_source clock;
     std::unique_ptr<sqlite_job_store> store = std::make_unique<sqlite_job_store>(path);
     error_code ec;
 
@@ -860,7 +860,7 @@ TEST_CASE("sqlite_job_store::claim: two stores, eight threads, every job claimed
     const auto path = dir.file("jobs.db");
     sqlite_job_store a{path};
     sqlite_job_store b{path};
-    const manual_clock clock;
+    const manual_time_source clock;
     constexpr int job_count = 120;
     std::vector<std::string> expected;
     for (int i = 0; i < job_count; ++i) {
@@ -1466,7 +1466,7 @@ TEST_CASE("sqlite_job_store: a lock held past busy_timeout is store_failed, and 
     test::temp_dir dir;
     const auto path = dir.file("jobs.db");
     sqlite_job_store store{path, {.busy_timeout = 50ms}};
-    const manual_clock clock;
+    const manual_time_source clock;
     error_code ec;
     store.create(job_at("queued", 1, clock.now()), std::nullopt, ec);
     REQUIRE_FALSE(ec);
@@ -1497,7 +1497,7 @@ TEST_CASE("sqlite_job_store: a file corrupted after its header reports store_fai
 {
     test::temp_dir dir;
     const auto path = dir.file("jobs.db");
-    const manual_clock clock;
+    const manual_time_source clock;
     {
         sqlite_job_store store{path};
         for (int i = 0; i < 50; ++i) {

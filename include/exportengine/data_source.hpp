@@ -31,12 +31,31 @@
 // database stores already formatted): the writer copies text as given, only
 // guarded (free text) and quoted as needed.
 //
-// Threads: a data_source must be thread-safe (several jobs plan at once).
-// A plan is used by run_export's threads: next_slice() is called by one
-// thread at a time (run_export serialises it, so slices are handed out in
-// order), open() by the lane's own thread; a cursor by one thread at a time.
-// Plans and cursors block (they read a database): the engine runs them on
-// its blocking pool.
+// Threads. Everything here blocks (it reads a database); the engine calls
+// it from its job pool and run_export's reader threads, never from the
+// host's threads. In the engine (run_export alone: its calling thread takes
+// the job pool thread's part):
+//
+//  - data_source: columns() and plan() on a job pool thread, one export per
+//    thread, several exports at once: a source must be thread-safe.
+//  - export_plan: lanes(), consistency() and the destructor on the export's
+//    job pool thread (destroyed after every reader thread has ended).
+//    next_slice() is called by one thread at a time (run_export serialises
+//    it, so slices are handed out in order) but not always the same one:
+//    with one lane, the export's own thread asks for the first slices and
+//    the lane's reader thread for the rest; with several lanes, whichever
+//    reader is free; it may run while other lanes' cursors open and fill.
+//    open() for lane L on L's reader thread, except that with one lane the
+//    first cursor is opened on the export's own thread (a small export then
+//    starts no thread) and handed, open, to the reader thread when a batch
+//    comes back full. Cursors of different lanes run at once.
+//  - row_cursor: used by one thread at a time, and by at most two in its
+//    life (the hand-over above); each call happens after the previous one
+//    returned, so a cursor needs no lock of its own. Destroyed by the
+//    thread that used it last, or by the export's thread when the export
+//    stops early.
+//  - row_batch: filled by the thread that calls fill(); never shared while
+//    it is being filled.
 #pragma once
 
 #include <exportengine/export_job.hpp>

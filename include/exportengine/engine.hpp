@@ -1,14 +1,16 @@
 // exportengine/engine.hpp — the export engine.
 //
-// The engine runs export jobs (contract §2, §5) and offers the five operations of
-// the API (contract §3) to a C++ host:
+// The engine runs export jobs (contract §2, §5) and offers the five
+// operations of the API (contract §3) to a C++ host, and a wait for one
+// export to finish (async_wait_export):
 //
 //     boost::asio::io_context ioc;
-//     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, clock};
+//     exportengine::engine eng{ioc.get_executor(), store, source, sink, signer, time};
 //     eng.start();
 //     eng.async_create_export(account, request, std::nullopt,
 //         [](boost::system::error_code ec, exportengine::export_snapshot s) { ... });
 //     // or: auto s = co_await eng.async_list_exports(account, 0, 10, asio::use_awaitable);
+//     //     auto done = co_await eng.async_wait_export(account, id, asio::use_awaitable);
 //
 // Threads. The engine owns its threads: one control thread that runs the
 // scheduler, the sweeper, every job as a C++20 coroutine and every
@@ -25,33 +27,67 @@
 // so a view's `isAvailableForDownload` and effective status are computed for
 // exactly that instant.
 //
-// Lifetime. The job store, data source, sink, signer and clock must outlive
-// the engine. Operations started on the engine must complete before it is
-// destroyed (async_stop waits for the engine's own work). Destroying a
+// Lifetime. The job store, data source, sink, signer and time source must
+// outlive the engine. Operations started on the engine must complete before
+// it is destroyed (async_stop waits for the engine's own work). Destroying a
 // running engine without async_stop behaves like a crash: in-flight jobs are
 // abandoned with their leases, and any engine sharing the store picks them up
 // when the leases run out. That is what the crash tests rely on.
 //
-// Per-operation cancellation. The operations below do not support it: each
-// is one atomic store call (or a few), so a cancelled one would leave the
-// caller unsure whether it happened; they always complete, with a result or
-// an error. Cancellation belongs to jobs instead: every running job has its
-// own asio::cancellation_signal, emitted when
+// Diagnostics. An error_code says what kind of failure it was; the end
+// user also needs to hear why, in a sentence: which rule of the request
+// broke, that the export failed and with what error. Every operation that
+// can fail for a reason the user should see has an overload taking a
+// `diagnostics&` (error.hpp) just before the completion token — Boost.MySQL's
+// pattern. The engine fills it before the completion handler runs: the
+// sentence after a failure, empty after a success. So it is ready in a
+// callback, after a co_await (also when use_awaitable throws), and after a
+// future's get(). The caller keeps it alive and leaves it alone until the
+// operation completes; one diagnostics per pending operation.
+//
+//     exportengine::diagnostics diag;
+//     auto [ec, s] = co_await eng.async_create_export(account, request, std::nullopt, diag,
+//                                                     asio::as_tuple(asio::use_awaitable));
+//     if (ec == exportengine::errc::invalid_request)
+//         reply(400, diag.message()); // "Give listIds or contactIds, not both."
+//
+// The sentences name no HTTP route and hold no internals (SQL, paths,
+// exception text: those go to the `log` hook); a failure that is ours
+// (errc::store_failed, errc::internal_error) reads "Something went wrong on
+// our side; try again later." Without a diagnostics, `ec.message()` gives
+// the code's generic sentence (validate_request gives a request's).
+//
+// Per-operation cancellation. async_wait_export supports it: bind a
+// cancellation slot to its handler (asio::bind_cancellation_slot, or let a
+// coroutine do it: `co_await (eng.async_wait_export(a, id, use_awaitable) ||
+// timer.async_wait(use_awaitable))` with asio::experimental's awaitable
+// operators cancels the wait when the timer wins) and emit any cancellation
+// type — terminal, partial or total all hold, since a wait changes nothing.
+// The wait then completes with asio::error::operation_aborted (unless it had
+// completed already); the export and its job are untouched. As for Asio's
+// own operations, emit the signal on the handler's associated executor (the
+// slot is cleared there just before the handler runs).
+//
+// The other operations do not support it: each is one atomic store call
+// (or a few), so a cancelled one would leave the caller unsure whether it
+// happened; they always complete, with a result or an error. Cancellation
+// belongs to jobs instead: every running job has its own
+// asio::cancellation_signal, emitted when
 //   - async_stop's deadline passes: the job goes back to `queued` without
 //     using an attempt (a file already finished is still published);
 //   - its lease is lost (a renewal refused: another worker holds the job):
 //     the job writes nothing more and publishes nothing;
-// and a terminal cancellation ends the job's waits at once (a retry's
+// and a terminal cancellation ends the job's own timers at once (a retry's
 // backoff) and its pipeline at the next batch of rows.
 #pragma once
 
-#include <exportengine/clock.hpp>
 #include <exportengine/data_source.hpp>
 #include <exportengine/error.hpp>
 #include <exportengine/export_job.hpp>
 #include <exportengine/gzip_sink.hpp>
 #include <exportengine/job_store.hpp>
 #include <exportengine/sink.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/url_signer.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -201,7 +237,7 @@ public:
 
     /// `host` is where completion handlers run by default.
     engine(executor_type host, job_store& store, data_source& source, storage_sink& sink,
-           const url_signer& signer, const clock& clock, engine_options options = {},
+           const url_signer& signer, const time_source& time, engine_options options = {},
            engine_hooks hooks = {});
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -228,17 +264,32 @@ public:
     }
 
     /// Queues an export. `idempotency_key` (at most 255 bytes) makes a retry of
-    /// the same request return the first answer. Errors: errc::invalid_request
-    /// (see validate_request for the sentence), errc::idempotency_key_reused,
+    /// the same request return the first answer. The request is checked
+    /// before anything else, so a bad one is errc::invalid_request even
+    /// while the engine stops. Errors (with their sentence in `diag`):
+    /// errc::invalid_request (validate_request's sentence, or what is wrong
+    /// with the account id or key), errc::idempotency_key_reused,
     /// errc::shutting_down, errc::store_failed.
     /// Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_create_export(std::int64_t account_id, export_request request,
+                             std::optional<std::string> idempotency_key, diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this, d = &diag](auto handler, std::int64_t a, export_request r, std::optional<std::string> k) {
+                do_create(a, std::move(r), std::move(k), d, std::move(handler));
+            },
+            token, account_id, std::move(request), std::move(idempotency_key));
+    }
+
+    /// The same without diagnostics.
     template <class Token>
     auto async_create_export(std::int64_t account_id, export_request request,
                              std::optional<std::string> idempotency_key, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
             [this](auto handler, std::int64_t a, export_request r, std::optional<std::string> k) {
-                do_create(a, std::move(r), std::move(k), std::move(handler));
+                do_create(a, std::move(r), std::move(k), nullptr, std::move(handler));
             },
             token, account_id, std::move(request), std::move(idempotency_key));
     }
@@ -248,11 +299,23 @@ public:
     /// Completion: `void(error_code, export_list)`.
     template <class Token>
     auto async_list_exports(std::int64_t account_id, std::int64_t page, std::int64_t limit,
+                            diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_list)>(
+            [this, account_id, page, limit, d = &diag](auto handler) {
+                do_list(account_id, page, limit, d, std::move(handler));
+            },
+            token);
+    }
+
+    /// The same without diagnostics.
+    template <class Token>
+    auto async_list_exports(std::int64_t account_id, std::int64_t page, std::int64_t limit,
                             Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, export_list)>(
             [this, account_id, page, limit](auto handler) {
-                do_list(account_id, page, limit, std::move(handler));
+                do_list(account_id, page, limit, nullptr, std::move(handler));
             },
             token);
     }
@@ -260,45 +323,85 @@ public:
     /// One export of the account. Errors: errc::not_found, errc::store_failed.
     /// Completion: `void(error_code, export_snapshot)`.
     template <class Token>
+    auto async_get_export(std::int64_t account_id, std::string export_id, diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this, d = &diag](auto handler, std::int64_t a, std::string id) {
+                do_get(a, std::move(id), d, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// The same without diagnostics.
+    template <class Token>
     auto async_get_export(std::int64_t account_id, std::string export_id, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
             [this](auto handler, std::int64_t a, std::string id) {
-                do_get(a, std::move(id), std::move(handler));
+                do_get(a, std::move(id), nullptr, std::move(handler));
             },
             token, account_id, std::move(export_id));
     }
 
     /// A fresh download URL for an available export: the sink's own
     /// (storage_sink::download_url) or, when it has none, one signed by the
-    /// url_signer. Errors: errc::not_found,
-    /// errc::export_not_ready, errc::export_expired, errc::export_failed,
+    /// url_signer. Errors: errc::not_found, errc::export_not_ready (its
+    /// sentence says queued or still being written), errc::export_expired,
+    /// errc::export_failed (its sentence includes the export's own error),
     /// errc::store_failed. Completion: `void(error_code, download_link)`.
+    template <class Token>
+    auto async_get_download_url(std::int64_t account_id, std::string export_id, diagnostics& diag,
+                                Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, download_link)>(
+            [this, d = &diag](auto handler, std::int64_t a, std::string id) {
+                do_download_url(a, std::move(id), d, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// The same without diagnostics.
     template <class Token>
     auto async_get_download_url(std::int64_t account_id, std::string export_id, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, download_link)>(
             [this](auto handler, std::int64_t a, std::string id) {
-                do_download_url(a, std::move(id), std::move(handler));
+                do_download_url(a, std::move(id), nullptr, std::move(handler));
             },
             token, account_id, std::move(export_id));
     }
 
     /// For a download route of the url_signer: `method` ("GET" or "HEAD")
     /// and `target` (path and query exactly as the transport received them)
-    /// are verified by the signer at the clock's now; returns the export's
-    /// published file (key, size, content type, filename: the transport
-    /// streams it with storage_sink::open_read) if the signer grants an
-    /// export and it is available now. Every refusal (not the signer's
-    /// route, bad or expired signature, unknown export, file expired or not
-    /// there) is errc::not_found, which the API answers with 403.
-    /// Completion: `void(error_code, download_file)`.
+    /// are verified by the signer at the time source's now; returns the
+    /// export's published file (key, size, content type, filename: the
+    /// transport streams it with storage_sink::open_read) if the signer
+    /// grants an export and it is available now. Errors:
+    /// errc::download_forbidden when the signer refuses the target (not its
+    /// route, a bad, foreign or missing signature, an expired link); for a
+    /// link the signer grants whose export is no longer downloadable
+    /// (regenerated or swept since), errc::not_found, errc::export_expired,
+    /// errc::export_not_ready or errc::export_failed, as for
+    /// async_get_download_url; errc::store_failed. The HTTP API answers all
+    /// but the last with the same 403 (a link says nothing about its export
+    /// to whoever holds it). Completion: `void(error_code, download_file)`.
+    template <class Token>
+    auto async_find_download(std::string method, std::string target, diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, download_file)>(
+            [this, d = &diag](auto handler, std::string m, std::string t) {
+                do_find_download(std::move(m), std::move(t), d, std::move(handler));
+            },
+            token, std::move(method), std::move(target));
+    }
+
+    /// The same without diagnostics.
     template <class Token>
     auto async_find_download(std::string method, std::string target, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, download_file)>(
             [this](auto handler, std::string m, std::string t) {
-                do_find_download(std::move(m), std::move(t), std::move(handler));
+                do_find_download(std::move(m), std::move(t), nullptr, std::move(handler));
             },
             token, std::move(method), std::move(target));
     }
@@ -306,27 +409,78 @@ public:
     /// Re-queues an expired or failed export with the same id and request.
     /// `idempotency_key` (at most 255 bytes) makes a retry within the
     /// idempotency window answer again with the export (as it is then)
-    /// instead of errc::export_not_expired. Errors: errc::not_found,
-    /// errc::export_not_expired, errc::idempotency_key_reused,
-    /// errc::invalid_request (a bad key), errc::shutting_down,
+    /// instead of errc::export_not_expired. Errors: errc::invalid_request (a
+    /// bad key; checked first), errc::not_found, errc::export_not_expired,
+    /// errc::idempotency_key_reused, errc::shutting_down,
     /// errc::store_failed. Completion: `void(error_code, export_snapshot)`.
+    template <class Token>
+    auto async_regenerate_export(std::int64_t account_id, std::string export_id,
+                                 std::optional<std::string> idempotency_key, diagnostics& diag,
+                                 Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this, d = &diag](auto handler, std::int64_t a, std::string id, std::optional<std::string> k) {
+                do_regenerate(a, std::move(id), std::move(k), d, std::move(handler));
+            },
+            token, account_id, std::move(export_id), std::move(idempotency_key));
+    }
+
+    /// The same without diagnostics.
     template <class Token>
     auto async_regenerate_export(std::int64_t account_id, std::string export_id,
                                  std::optional<std::string> idempotency_key, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
             [this](auto handler, std::int64_t a, std::string id, std::optional<std::string> k) {
-                do_regenerate(a, std::move(id), std::move(k), std::move(handler));
+                do_regenerate(a, std::move(id), std::move(k), nullptr, std::move(handler));
             },
             token, account_id, std::move(export_id), std::move(idempotency_key));
     }
 
-    /// The same without an idempotency key.
+    /// The same without an idempotency key or diagnostics.
     template <class Token>
     auto async_regenerate_export(std::int64_t account_id, std::string export_id, Token&& token)
     {
         return async_regenerate_export(account_id, std::move(export_id), std::nullopt,
                                        std::forward<Token>(token));
+    }
+
+    /// Waits until export `export_id` of the account is finished — its
+    /// effective status (as of the completion) is `available`, `failed` or
+    /// `expired` — and completes with it. Completes as soon as the export
+    /// has been read when it is finished already (an expired export counts:
+    /// it will not change unless regenerated). Changes this engine makes
+    /// are seen at once (as on_state_change sees them, whether or not a
+    /// hook is installed); changes other engines sharing the store make are
+    /// seen by reading each waited export every `poll_interval` while any
+    /// wait is pending. Nothing is changed by waiting. Errors: errc::not_found
+    /// (no such export for this account — also another account's, or one
+    /// pruned meanwhile), asio::error::operation_aborted (the wait was
+    /// cancelled: see "Per-operation cancellation"), errc::shutting_down
+    /// (async_stop began before the wait started, or finished while it was
+    /// pending: the pending waits complete when the stop completes, so a
+    /// job that finishes within the stop's deadline completes its waits
+    /// normally), errc::store_failed. Completion: `void(error_code,
+    /// export_snapshot)`; the snapshot's `as_of` is when the wait saw it.
+    template <class Token>
+    auto async_wait_export(std::int64_t account_id, std::string export_id, diagnostics& diag, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this, d = &diag](auto handler, std::int64_t a, std::string id) {
+                do_wait(a, std::move(id), d, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
+    }
+
+    /// The same without diagnostics.
+    template <class Token>
+    auto async_wait_export(std::int64_t account_id, std::string export_id, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, export_snapshot)>(
+            [this](auto handler, std::int64_t a, std::string id) {
+                do_wait(a, std::move(id), nullptr, std::move(handler));
+            },
+            token, account_id, std::move(export_id));
     }
 
     /// Runs one sweep now: requeues jobs whose leases ran out, records
@@ -349,13 +503,16 @@ private:
 
     void do_stop(std::chrono::milliseconds deadline, void_handler h);
     void do_create(std::int64_t account, export_request r, std::optional<std::string> key,
-                   handler<export_snapshot> h);
-    void do_list(std::int64_t account, std::int64_t page, std::int64_t limit, handler<export_list> h);
-    void do_get(std::int64_t account, std::string id, handler<export_snapshot> h);
-    void do_download_url(std::int64_t account, std::string id, handler<download_link> h);
+                   diagnostics* diag, handler<export_snapshot> h);
+    void do_list(std::int64_t account, std::int64_t page, std::int64_t limit, diagnostics* diag,
+                 handler<export_list> h);
+    void do_get(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h);
+    void do_download_url(std::int64_t account, std::string id, diagnostics* diag, handler<download_link> h);
     void do_regenerate(std::int64_t account, std::string id, std::optional<std::string> key,
-                       handler<export_snapshot> h);
-    void do_find_download(std::string method, std::string target, handler<download_file> h);
+                       diagnostics* diag, handler<export_snapshot> h);
+    void do_find_download(std::string method, std::string target, diagnostics* diag,
+                          handler<download_file> h);
+    void do_wait(std::int64_t account, std::string id, diagnostics* diag, handler<export_snapshot> h);
     void do_sweep(void_handler h);
 
     struct impl;

@@ -9,7 +9,9 @@
 
 #include <boost/system/error_code.hpp>
 
+#include <string>
 #include <type_traits>
+#include <utility>
 
 namespace exportengine {
 
@@ -66,7 +68,51 @@ enum class errc {
     /// An unexpected failure inside the engine (an exception from a
     /// component); details go to the log only: 500.
     internal_error,
+    /// A download link the url_signer refuses: not its route, a signature
+    /// that is missing, wrong or made with an unknown key, or an expiry
+    /// passed: 403.
+    download_forbidden,
 };
+
+class diagnostics;
+namespace detail {
+struct diagnostics_access;
+}
+
+/// Why an engine operation failed, in a sentence for the end user, beside
+/// its error_code (Boost.MySQL's `diagnostics` pattern). Pass one to an
+/// engine operation's overload that takes it; the engine fills it before the
+/// completion handler runs. See "Diagnostics" in engine.hpp.
+///
+/// Thread safety: none of its own. While an operation that was given it is
+/// pending, the engine writes it (from one of its threads) and the caller
+/// must neither read nor destroy it; the completion handler, and anything
+/// that runs after it (a resumed coroutine, a future's get()), may read it.
+class diagnostics {
+public:
+    diagnostics() = default;
+
+    /// The sentence for the end user after a failed operation — the specific
+    /// reason where there is one (the rule a request broke, the failed
+    /// export's own error), else the code's generic sentence; never
+    /// internals (SQL, paths, exception text) and never an HTTP route.
+    /// Empty after a successful one.
+    [[nodiscard]] const std::string& message() const noexcept { return message_; }
+
+    /// Empties it.
+    void clear() noexcept { message_.clear(); }
+
+private:
+    friend struct detail::diagnostics_access;
+    std::string message_;
+};
+
+namespace detail {
+/// The engine's way in (not for hosts).
+struct diagnostics_access {
+    static void assign(diagnostics& d, std::string message) { d.message_ = std::move(message); }
+};
+} // namespace detail
 
 /// True for source and sink errors that a retry with backoff may cure
 /// (busy, I/O, disk full); false for those it cannot (missing table, corrupt

@@ -12,7 +12,7 @@
 // allowed; every store implementation checks it before writing a state.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 
 #include <cstdint>
 #include <map>

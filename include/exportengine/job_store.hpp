@@ -92,7 +92,7 @@
 // the return value is empty and nothing was changed. No operation throws.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/export_job.hpp>
 
 #include <boost/system/error_code.hpp>

@@ -15,13 +15,39 @@
 // The engine asks download_url first and signs with the url_signer when the
 // sink returns none.
 //
-// Thread safety: a sink is shared by all jobs and must be thread-safe; one
-// sink_writer or object_reader is used by one thread at a time.
+// Checksums: publish() reports the SHA-256 of the stored bytes; a custom
+// sink computes it with exportengine::sha256 (checksum.hpp) as it writes.
+//
+// Threads. Which thread calls what, in the engine (run_export alone: its
+// calling thread takes the job pool thread's part):
+//
+//  - storage_sink: create() on a job pool thread (one per attempt of a
+//    job); remove() on a job pool thread (a file whose completion the store
+//    refused) and on the I/O pool (the sweep's deletions);
+//    remove_stale_temporaries() on the I/O pool (every sweep, recovery at
+//    start()); download_url() on the I/O pool (async_get_download_url);
+//    open_read() on whatever thread the transport reads from (`exportengine
+//    serve`: a side pool). These run concurrently with each other and with
+//    any number of writers and readers, so a sink must be thread-safe; and
+//    other processes may share the storage.
+//  - sink_writer: created on a job pool thread; its bytes come from the
+//    pipeline's write-behind thread (write_behind_sink: file write and
+//    checksum overlap the formatting), except a file smaller than one
+//    buffer (512 KiB by default), which is written by the job's own thread;
+//    finish(), publish() and abort() (and the destructor) run on the job's
+//    thread after the write-behind thread has stopped writing. So a writer
+//    moves between two threads but is never called by both at once: each
+//    call happens after the previous one returned (the hand-over
+//    synchronises), and it needs no lock of its own. Different writers of
+//    the same sink run at once (one per running job).
+//  - object_reader: used by one thread at a time (it may change between
+//    calls), never by the engine itself.
+//
 // Lifetime: writers and readers may not outlive the sink that made them.
 #pragma once
 
 #include <exportengine/byte_sink.hpp>
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 
 #include <boost/system/error_code.hpp>
 
@@ -152,16 +178,25 @@ public:
     virtual std::unique_ptr<sink_writer> create(std::string_view key,
                                                 boost::system::error_code& ec) = 0;
 
-    /// Removes a published object. Removing one that is not there succeeds.
+    /// Removes a published object. Removing one that is not there succeeds;
+    /// a key create() would refuse is errc::invalid_request (nothing touched).
     virtual void remove(std::string_view key, boost::system::error_code& ec) = 0;
 
     /// Removes temporary objects left by writers that never published (a
     /// crash mid-write) and untouched for at least `min_age`. The age keeps
     /// it safe while other processes write to the same storage: a live
     /// writer's temporary is younger. The engine calls it on every sweep.
-    /// Returns how many were removed.
+    /// Returns how many were removed. The default is for a sink that leaves
+    /// no temporaries behind (it writes in memory until publish, or its
+    /// storage expires unfinished uploads itself): it removes nothing and
+    /// succeeds.
     virtual std::size_t remove_stale_temporaries(std::chrono::seconds min_age,
-                                                 boost::system::error_code& ec) = 0;
+                                                 boost::system::error_code& ec)
+    {
+        (void)min_age;
+        ec = {};
+        return 0;
+    }
 
     /// A URL that downloads `object` directly from the storage until
     /// `expires` (S3: a presigned GET with the filename and content type as

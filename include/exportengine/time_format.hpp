@@ -4,7 +4,7 @@
 // required) and formats instants as the API shows them (UTC, milliseconds).
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 
 #include <optional>
 #include <string>

@@ -20,7 +20,7 @@
 // time and never throw.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/sink.hpp>
 
 #include <string>

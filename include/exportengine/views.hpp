@@ -30,7 +30,7 @@
 // thread. Errors: they throw only what allocation throws.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/engine.hpp>
 #include <exportengine/export_job.hpp>
 

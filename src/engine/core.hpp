@@ -1,16 +1,19 @@
 // src/engine/core.hpp — what the engine's parts share (private).
 //
-// The engine is a facade (src/engine.cpp) over four parts, each in its own
+// The engine is a facade (src/engine.cpp) over five parts, each in its own
 // file and each readable alone:
 //
-//   notifier     delivers state-change notifications to the host's hook, one
-//                job's in the order of the job's store version;
+//   notifier     delivers state-change notifications to the host's hook and
+//                the pending waits, one job's in the order of its store
+//                version;
 //   transitions  every change of a job's state, in one place: the store call,
 //                its log line, its notification;
 //   scheduler    claims queued jobs for free slots and runs each one (lease
 //                heartbeat, retries, cancellation, recording the outcome);
 //   sweeper      requeues lost leases, records expiries, deletes files,
-//                prunes records.
+//                prunes records;
+//   waits        async_wait_export: pending waits, completed by the
+//                notifier's changes and a poll of the store.
 //
 // Threads. `ctl` is the control context, run by one thread: the scheduler,
 // the sweeper, every job's coroutine and every notification run there, so
@@ -44,14 +47,14 @@ namespace asio = boost::asio;
 /// The engine's collaborators, settings and execution contexts.
 struct engine_core {
     engine_core(engine::executor_type h, job_store& st, data_source& src, storage_sink& sk,
-                const url_signer& sg, const clock& c, engine_options o, engine_hooks hk);
+                const url_signer& sg, const time_source& c, engine_options o, engine_hooks hk);
 
     engine::executor_type host;
     job_store& store;
     data_source& source;
     storage_sink& sink;
     const url_signer& signer;
-    const clock& clk;
+    const time_source& clk;
     const engine_options opt;
     const engine_hooks hooks;
     const std::string owner;
@@ -102,6 +105,15 @@ struct engine_core {
             asio::use_awaitable, std::move(f));
     }
 };
+
+/// The sentence a diagnostics gets for `ec` when the operation has no more
+/// specific one: the code's own for the errors a user can act on, a generic
+/// one for ours (never internals).
+[[nodiscard]] std::string user_message(const boost::system::error_code& ec);
+
+/// Fills `diag` (if not null) for an operation that ended with `ec`: `why`,
+/// or user_message(ec) when `why` is empty; empty on success.
+void explain(diagnostics* diag, const boost::system::error_code& ec, std::string why = {});
 
 /// 128 random bits from the kernel's CSPRNG, base64url: 22 characters of
 /// [A-Za-z0-9_-]. Unguessable, and safe in paths, keys and file names.

@@ -4,17 +4,22 @@
 
 namespace exportengine::detail {
 
-void notifier::expect(const std::string& id)
+bool notifier::expect(const std::string& id)
 {
     if (!enabled())
-        return;
+        return false;
     asio::post(core_.ctl, [this, id] { ++pending_[id].outstanding; });
+    return true;
 }
 
-void notifier::done(const std::string& id, std::optional<export_job> changed)
+void notifier::done(const std::string& id, bool announced, std::optional<export_job> changed)
 {
-    if (!enabled())
+    if (!announced) {
+        // Someone may have started listening since expect().
+        if (changed)
+            publish(std::move(*changed));
         return;
+    }
     asio::post(core_.ctl, [this, id, changed = std::move(changed)]() mutable {
         const auto it = pending_.find(id);
         if (it == pending_.end()) { // expect() was not called: a bug, but deliver
@@ -65,11 +70,14 @@ void notifier::deliver(const export_job& job)
         if (delivered_.size() > delivered_bound_)
             delivered_.clear();
     }
-    try {
-        core_.hooks.on_state_change(job);
-    } catch (const std::exception& e) {
-        core_.log(log_level::error, std::string("state-change hook threw: ") + e.what());
+    if (core_.hooks.on_state_change) {
+        try {
+            core_.hooks.on_state_change(job);
+        } catch (const std::exception& e) {
+            core_.log(log_level::error, std::string("state-change hook threw: ") + e.what());
+        }
     }
+    waits_.changed(job);
 }
 
 } // namespace exportengine::detail

@@ -25,9 +25,16 @@
 // e.g. a claim and a requeue of the same job within the same instant) is
 // dropped and logged, never delivered out of order. A store that keeps no
 // version (0) gets its notifications in arrival order.
+//
+// Every delivered change also goes to the pending async_wait_export waits.
+// The notifier runs while the host installed a hook or a wait is pending,
+// and costs nothing otherwise; whether a store call is announced is decided
+// once, by expect(), so that a wait ending between expect() and done()
+// cannot leave the job's notifications held forever.
 #pragma once
 
 #include "core.hpp"
+#include "waits.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -39,16 +46,22 @@ namespace exportengine::detail {
 
 class notifier {
 public:
-    explicit notifier(engine_core& core) : core_(core) {}
+    notifier(engine_core& core, waits& w) : core_(core), waits_(w) {}
 
-    /// True when the host installed a hook (otherwise every call is free).
-    [[nodiscard]] bool enabled() const noexcept { return static_cast<bool>(core_.hooks.on_state_change); }
+    /// True when someone listens: the host's hook, or a pending wait
+    /// (otherwise every call is free).
+    [[nodiscard]] bool enabled() const noexcept
+    {
+        return static_cast<bool>(core_.hooks.on_state_change) || waits_.active();
+    }
 
-    /// Before a store call that may change job `id`. Any thread.
-    void expect(const std::string& id);
-    /// After that call: the job as it stored it, or nullopt when it changed
-    /// nothing (refused, failed, replayed). Any thread.
-    void done(const std::string& id, std::optional<export_job> changed);
+    /// Before a store call that may change job `id`; returns whether it was
+    /// announced (pass it to done()). Any thread.
+    [[nodiscard]] bool expect(const std::string& id);
+    /// After that call: `announced` as expect() returned it, and the job as
+    /// it stored it, or nullopt when it changed nothing (refused, failed,
+    /// replayed). Any thread.
+    void done(const std::string& id, bool announced, std::optional<export_job> changed);
     /// A change made by a call that was not announced. Any thread.
     void publish(export_job job);
 
@@ -63,6 +76,7 @@ private:
     void deliver(const export_job& job);
 
     engine_core& core_;
+    waits& waits_;
     std::unordered_map<std::string, pending_job> pending_;
     /// The last version delivered per job. Cleared wholesale when it grows
     /// past a bound: the races it guards against last microseconds, so a

@@ -25,9 +25,9 @@ job_error user_error(const error_code& ec, bool retries_exhausted)
 create_result transitions::create(const new_job& job, const std::optional<idempotency_key>& key,
                                   error_code& ec)
 {
-    notifier_.expect(job.id);
+    const bool announced = notifier_.expect(job.id);
     create_result res = core_.store.create(job, key, ec);
-    notifier_.done(job.id, !ec && res.created ? std::optional<export_job>(res.job) : std::nullopt);
+    notifier_.done(job.id, announced, !ec && res.created ? std::optional<export_job>(res.job) : std::nullopt);
     return res;
 }
 
@@ -36,9 +36,9 @@ std::optional<regenerate_result> transitions::regenerate(std::int64_t account, s
                                                          error_code& ec)
 {
     const std::string sid(id);
-    notifier_.expect(sid);
+    const bool announced = notifier_.expect(sid);
     auto res = core_.store.regenerate(account, id, core_.clk.now(), key, ec);
-    notifier_.done(sid, !ec && res && res->regenerated ? std::optional<export_job>(res->job)
+    notifier_.done(sid, announced, !ec && res && res->regenerated ? std::optional<export_job>(res->job)
                                                        : std::nullopt);
     if (!ec && res && res->regenerated)
         core_.log(log_level::info, "job " + sid + " regenerated");
@@ -58,9 +58,9 @@ std::optional<export_job> transitions::claim(error_code& ec)
 void transitions::release(const export_job& job)
 {
     error_code ec;
-    notifier_.expect(job.id);
+    const bool announced = notifier_.expect(job.id);
     auto back = core_.store.release(job.id, job.lease, core_.clk.now(), ec);
-    notifier_.done(job.id, back);
+    notifier_.done(job.id, announced, back);
     if (ec && ec != errc::lease_lost)
         core_.log(log_level::error, "giving job " + job.id + " back failed: " + ec.message()
                                         + "; its lease will run out and it will be retried");
@@ -79,7 +79,7 @@ std::optional<export_job> transitions::record(const export_job& job, const expor
     const timestamp now = core_.clk.now();
     std::optional<export_job> after;
     std::optional<export_job> next;
-    notifier_.expect(job.id);
+    const bool announced = notifier_.expect(job.id);
     if (o.cancelled) {
         after = core_.store.release(job.id, job.lease, now, ec);
     } else if (!o.ec) {
@@ -120,7 +120,7 @@ std::optional<export_job> transitions::record(const export_job& job, const expor
                                         + (o.detail.empty() ? "" : " (" + o.detail + ")"));
         after = core_.store.fail(job.id, job.lease, user_error(o.ec, retries_exhausted), now, ec);
     }
-    notifier_.done(job.id, after);
+    notifier_.done(job.id, announced, after);
     if (next)
         notifier_.publish(*next);
     if (ec == errc::lease_lost)

@@ -68,7 +68,7 @@ int main()
     bool stored = false;
     {
         exportengine::adapters::sqlite_job_store store(db.string());
-        exportengine::new_job job{"job-1", 7, {}, exportengine::manual_clock{}.now()};
+        exportengine::new_job job{"job-1", 7, {}, exportengine::manual_time_source{}.now()};
         job.request.filter = exportengine::contacts_filter{.list_ids = {3, 1}};
         store.create(job, std::nullopt, ec);
         const auto found = store.get(7, "job-1", ec);

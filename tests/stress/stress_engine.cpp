@@ -111,7 +111,7 @@ int main(int argc, char** argv)
                             .last_name = "Li",
                             .created_at = 1'700'000'000 + id,
                             .updated_at = 1'700'000'100 + id});
-    system_clock clock;
+    system_time_source clock;
 
     asio::io_context host;
     auto work = asio::make_work_guard(host);

@@ -160,7 +160,7 @@ inline export_request reports_request(delivery_reports_filter f, file_format fmt
 class engine_fixture {
 public:
     temp_dir dir;
-    manual_clock clock;
+    manual_time_source clock;
     adapters::sqlite_job_store store{dir.file("jobs.db")};
     adapters::filesystem_sink sink{dir.file("files")};
     adapters::hmac_url_signer signer{std::string(32, 'k'), {.base_url = "http://127.0.0.1:8080"}};

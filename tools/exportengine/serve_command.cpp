@@ -167,7 +167,7 @@ int serve_command(const std::vector<std::string>& argv)
     adapters::sqlite_job_store store((data_dir / "jobs.db").string());
     adapters::filesystem_sink files((data_dir / "files").string());
     adapters::sqlite_data_source data(*source);
-    system_clock clock;
+    system_time_source clock;
 
     std::vector<std::string> previous_keys;
     for (const std::string& f : a.get_all("previous-signing-key"))

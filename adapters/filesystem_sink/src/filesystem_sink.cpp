@@ -1,15 +1,18 @@
 #include <exportengine/adapters/filesystem_sink.hpp>
 
+#include <exportengine/checksum.hpp>
 #include <exportengine/error.hpp>
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 
 #include <dirent.h>
@@ -72,11 +75,6 @@ int fsync_directory(const std::string& path, const filesystem_ops& ops)
     return err;
 }
 
-struct md_ctx_deleter {
-    void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }
-};
-using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
-
 /// A temporary file being written; see filesystem_sink::create.
 ///
 /// Its temporary is flock(2)ed from create until after the rename (through
@@ -98,7 +96,7 @@ public:
 
     filesystem_writer(int fd, int lock_fd, std::string key, std::string temp_path,
                       std::string final_path, const std::string& directory,
-                      const filesystem_ops& ops, md_ctx_ptr sha, bool direct_io)
+                      const filesystem_ops& ops, sha256 sha, bool direct_io)
         : fd_(fd), lock_fd_(lock_fd), key_(std::move(key)), temp_path_(std::move(temp_path)),
           final_path_(std::move(final_path)), directory_(directory), ops_(ops),
           sha_(std::move(sha)), mode_(direct_io ? mode::buffered : mode::buffered_only)
@@ -137,8 +135,7 @@ public:
             else
                 done += write_through(data + done, size - done, ec);
         }
-        if (done > 0 && EVP_DigestUpdate(sha_.get(), data, done) != 1 && !ec)
-            ec = errc::sink_failed;
+        sha_.update(data, done);
         size_ += done;
         if (ec)
             discard();
@@ -163,9 +160,8 @@ public:
 
         // The digest first: it cannot fail in practice, and after the rename
         // nothing that can be avoided should be left to fail.
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned int digest_size = 0;
-        if (EVP_DigestFinal_ex(sha_.get(), digest, &digest_size) != 1) {
+        std::string digest = sha_.finish(ec);
+        if (ec) {
             ec = errc::sink_failed;
             discard();
             return {};
@@ -214,15 +210,10 @@ public:
         }
         state_ = state::published;
 
-        static constexpr char hex[] = "0123456789abcdef";
         published_file out;
         out.key = key_;
         out.size = static_cast<std::int64_t>(size_);
-        out.sha256.reserve(2 * digest_size);
-        for (unsigned int i = 0; i < digest_size; ++i) {
-            out.sha256.push_back(hex[digest[i] >> 4]);
-            out.sha256.push_back(hex[digest[i] & 0x0f]);
-        }
+        out.sha256 = std::move(digest);
         return out;
     }
 
@@ -379,7 +370,7 @@ private:
     std::string final_path_;
     std::string directory_;
     filesystem_ops ops_;
-    md_ctx_ptr sha_;
+    sha256 sha_;
     std::uint64_t size_ = 0; // bytes accepted (written or staged)
     state state_ = state::open;
     mode mode_;
@@ -512,8 +503,10 @@ std::unique_ptr<sink_writer> filesystem_sink::create(std::string_view key,
         ec = errc::invalid_request;
         return nullptr;
     }
-    md_ctx_ptr sha(EVP_MD_CTX_new());
-    if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) {
+    std::optional<sha256> sha;
+    try {
+        sha.emplace();
+    } catch (const boost::system::system_error&) {
         ec = errc::sink_failed;
         return nullptr;
     }
@@ -560,7 +553,7 @@ std::unique_ptr<sink_writer> filesystem_sink::create(std::string_view key,
     try {
         auto writer = std::make_unique<filesystem_writer>(fd, lock_fd, std::string(key), temp_path,
                                                           join(directory_, key), directory_,
-                                                          ops_, std::move(sha), options_.direct_io);
+                                                          ops_, std::move(*sha), options_.direct_io);
         ec = {};
         return writer;
     } catch (...) {

@@ -4,7 +4,7 @@
 
 #include "common.hpp"
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 
 #include <SQLiteCpp/Column.h>
 #include <SQLiteCpp/Statement.h>

@@ -31,8 +31,10 @@ using api_key_entry = std::pair<std::array<unsigned char, 32>, std::int64_t>;
 
 // -- the pieces -----------------------------------------------------------------
 
-/// The body of POST /exports/contacts. http_api still runs
-/// validate_request on an accepted request.
+/// The body of POST /exports/contacts. An accepted request passes
+/// validate_request (the parser is at least as strict, in its own words; the
+/// fuzzer checks it). The engine runs validate_request again, and http_api
+/// answers a refusal with the engine's sentence.
 [[nodiscard]] std::variant<export_request, api_response>
 parse_contacts_request(std::string_view body, const request_limits& limits);
 
@@ -116,10 +118,10 @@ using api_plan =
 /// Routes, authenticates and parses `r` in http_api's order: route (404/405;
 /// downloads: 404, 405, then 403 for an incomplete query), the
 /// authenticator (401, or its own refusal; an empty one refuses everyone),
-/// Idempotency-Key on POST (400), then the query or body (400, including
-/// validate_request). `r.target` is the path without the route prefix. May
-/// throw std::bad_alloc (http_api answers 500) and what the authenticator
-/// throws.
+/// Idempotency-Key on POST (400), then the query or body (400). A create's
+/// request is left to the engine's validate_request. `r.target` is the path
+/// without the route prefix. May throw std::bad_alloc (http_api answers 500)
+/// and what the authenticator throws.
 [[nodiscard]] api_plan plan_request(api_request r, const api_authenticator& authenticator,
                                     const request_limits& limits);
 

@@ -27,7 +27,7 @@
 // verify() may be called from any number of threads at once.
 #pragma once
 
-#include <exportengine/clock.hpp>
+#include <exportengine/time_source.hpp>
 #include <exportengine/url_signer.hpp>
 
 #include <cstddef>

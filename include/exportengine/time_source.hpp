@@ -1,8 +1,8 @@
-// exportengine/clock.hpp — where the engine gets "now".
+// exportengine/time_source.hpp — where the engine gets "now".
 //
 // Every decision that depends on time (expiry, leases, URL lifetimes,
-// idempotency windows) reads an injected clock, so tests move time instead of
-// sleeping and a host can run the engine on its own notion of time.
+// idempotency windows) reads an injected time source, so tests move time
+// instead of sleeping and a host can run the engine on its own notion of time.
 #pragma once
 
 #include <atomic>
@@ -14,14 +14,14 @@ namespace exportengine {
 using timestamp = std::chrono::sys_time<std::chrono::milliseconds>;
 
 /// The source of "now". Implementations must be thread-safe.
-class clock {
+class time_source {
 public:
-    virtual ~clock() = default;
+    virtual ~time_source() = default;
     [[nodiscard]] virtual timestamp now() const noexcept = 0;
 };
 
 /// The system's real-time clock, truncated to milliseconds.
-class system_clock final : public clock {
+class system_time_source final : public time_source {
 public:
     [[nodiscard]] timestamp now() const noexcept override
     {
@@ -30,11 +30,11 @@ public:
     }
 };
 
-/// A clock that moves only when told to: for tests, the host's included.
-/// Thread-safe.
-class manual_clock final : public clock {
+/// A time source that moves only when told to: for tests, the host's
+/// included. Thread-safe.
+class manual_time_source final : public time_source {
 public:
-    explicit manual_clock(timestamp start = timestamp{std::chrono::milliseconds{1'795'678'611'123}})
+    explicit manual_time_source(timestamp start = timestamp{std::chrono::milliseconds{1'795'678'611'123}})
         : now_(start.time_since_epoch().count())
     {
     }
