@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""HTTP figures of `exportengine serve` (issue 5), on loopback, rerunnable.
+"""HTTP figures of `exportengine serve`, on loopback, rerunnable.
 
   python3 benchmarks/http_load.py [--bin build/bin/exportengine] [--jobs 10000]
       [--connections 64] [--threads 1] [--duration 10] [--download-rows 10000000]
-      [--runs 3] [--dir /tmp/ee-http-bench]
+      [--runs 3] [--dir /tmp/ee-http-bench] [--json]
+      [--page benchmarks/results/DATE-http.md [--compare-to OLDER-PAGE]]
 
 1. Seeds one account's contacts (`--download-rows` of them; 10 M make a
    ~1.07 GB CSV) into a SQLite file and starts the server on 127.0.0.1:0.
@@ -16,9 +17,14 @@
 4. Exports every contact (the big file), then downloads it through its signed
    URL with curl to /dev/null, `--runs` times: MB/s.
 
+With --page it writes the results page (machine, commit, command, every
+run) that benchmarks/README.md quotes; with --compare-to, also each median
+against an earlier page's, in percent.
+
 Everything binds 127.0.0.1 and the server is stopped at the end (SIGTERM).
 """
 import argparse
+import datetime
 import http.client
 import json
 import os
@@ -85,6 +91,85 @@ def wait_available(api, export_id, timeout=600):
     raise RuntimeError(f"export {export_id} not ready after {timeout} s")
 
 
+ROUTES = (("list", "GET /exports?limit=10"), ("get", "GET /exports/{id}"))
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, Linux {os.uname().release}"
+
+
+def commit():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head + (" (with uncommitted changes: these figures do not belong to a commit)" if dirty else "")
+
+
+def earlier_medians(page):
+    """Each route's median run and the download median of an earlier page."""
+    with open(page, encoding="utf-8") as f:
+        text = f.read()
+    out = {}
+    for name, label in ROUTES:
+        m = re.search(r"\| `" + re.escape(label) + r"` \|(.*)\|\s*$", text, re.M)
+        if m:
+            runs = sorted(float(cell.split("/")[0].replace(",", "")) for cell in m.group(1).split("|"))
+            out[name] = runs[len(runs) // 2]
+    m = re.search(r"median ([\d,]+) MB/s|\(median ([\d,]+)\)", text)
+    if m:
+        out["download"] = float((m.group(1) or m.group(2)).replace(",", ""))
+    return out
+
+
+def write_page(path, a, results, argv):
+    today = datetime.date.today().isoformat()
+    L = [f"# HTTP server figures, {today}\n",
+         f"Machine: {machine()}. Build: the release preset (`{a.bin}`). Commit: {commit()}.\n",
+         "Command:\n", "    " + " ".join(["python3", "benchmarks/http_load.py"] + argv) + "\n",
+         f"{results['jobs_in_store']:,} one-row exports queued through the API and processed before "
+         f"the wrk runs; one account's {a.download_rows:,} seeded contacts for the download.\n",
+         f"wrk -t{a.threads} -c{a.connections} -d{a.duration}s --latency, {a.runs} runs per route "
+         "(req/s / p50 ms / p99 ms / non-2xx); the median run by req/s is the figure:\n",
+         "| route | " + " | ".join(f"run {i + 1}" for i in range(a.runs)) + " | median req/s |",
+         "|---|" + "---|" * a.runs + "---:|"]
+    for name, label in ROUTES:
+        runs = results[name]["runs_in_order"]
+        cells = [f"{r['rps']:,.0f} / {r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['non_2xx']}" for r in runs]
+        L.append(f"| `{label}` | " + " | ".join(cells) + f" | **{results[name]['median']['rps']:,.0f}** |")
+    d = results["download"]
+    L += ["", f"Download of the {d['bytes']:,}-byte export (every contact) through its signed URL, "
+          f"`curl -o /dev/null`: " + " / ".join(f"{s:,.0f}" for s in d["MBps_runs"])
+          + f" MB/s (median {d['MBps_median']:,.0f} MB/s).\n",
+          f"Queueing {a.jobs:,} exports on one keep-alive connection: "
+          f"{results['create_rps_one_connection']:,.0f} req/s; all available "
+          f"{results['created_and_processed_s']:.1f} s after the first create.\n"]
+    if a.compare_to:
+        before = earlier_medians(a.compare_to)
+        now = {"list": results["list"]["median"]["rps"], "get": results["get"]["median"]["rps"],
+               "download": d["MBps_median"]}
+        L += [f"Against `{os.path.relpath(a.compare_to, os.path.dirname(os.path.abspath(path)))}` "
+              "(medians; a change within about ±5% is run-to-run noise on this VM):\n",
+              "| figure | then | now | change |", "|---|---:|---:|---:|"]
+        for key, label in (("list", "`GET /exports?limit=10` req/s"), ("get", "`GET /exports/{id}` req/s"),
+                           ("download", "download MB/s")):
+            if key in before:
+                L.append(f"| {label} | {before[key]:,.0f} | {now[key]:,.0f} | "
+                         f"{(now[key] / before[key] - 1) * 100:+.1f}% |")
+        L.append("")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(L))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="build/bin/exportengine")
@@ -96,6 +181,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default=None, help="scratch directory (default: a new temp dir, removed)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--page", help="write the results page here (markdown)")
+    ap.add_argument("--compare-to", help="an earlier results page to compare the medians with")
+    argv = sys.argv[1:]
     a = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
@@ -142,8 +230,9 @@ def main():
                    "created_and_processed_s": processed_s}
         for name, path in (("list", "/exports?limit=10"), ("get", f"/exports/{last}")):
             runs = [run_wrk(base + path, key, a.connections, a.threads, a.duration) for _ in range(a.runs)]
-            runs.sort(key=lambda r: r["rps"])
-            results[name] = {"median": runs[len(runs) // 2], "runs": runs}
+            ordered = sorted(runs, key=lambda r: r["rps"])
+            results[name] = {"median": ordered[len(ordered) // 2], "runs": ordered, "runs_in_order": runs}
+            runs = ordered
             print(f"{name}: {runs[len(runs) // 2]}", file=sys.stderr)
 
         print("exporting every contact for the download ...", file=sys.stderr)
@@ -161,6 +250,9 @@ def main():
         results["download"] = {"bytes": link["fileSize"], "MBps_median": statistics.median(speeds),
                                "MBps_runs": speeds}
 
+        if a.page:
+            write_page(a.page, a, results, argv)
+            print(f"wrote {a.page}", file=sys.stderr)
         if a.json:
             print(json.dumps(results, indent=2))
         else:
