@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HTTP figures of `exportengine serve` (issue 5), on loopback, rerunnable.
+"""HTTP figures of `exportengine serve`, on loopback, rerunnable.
 
   python3 benchmarks/http_load.py [--bin build/bin/exportengine] [--jobs 10000]
       [--connections 64] [--threads 1] [--duration 10] [--download-rows 10000000]

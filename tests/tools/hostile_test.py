@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile input over HTTP against `exportengine serve` (issue 6): one real
+"""Hostile input over HTTP against `exportengine serve`: one real
 server on 127.0.0.1:0 over a small seeded source, and while a *bystander*
 client keeps asking `GET /exports` every ~50 ms (each must be a 200 in under
 a second), everything a hostile or broken client can send:
