@@ -1,13 +1,13 @@
 // The single-reader floor for a SQLite export: step the contacts query of one
 // account and read every column (type, then the integer or the text and its
-// length), formatting nothing and writing nothing. Issue 4's "bare C loop".
+// length), formatting nothing and writing nothing: the "bare C loop".
 //
 //   build/bin/bench_sqlite_scan DB [ACCOUNT] [column|value]
 //                                          (prints rows, seconds, rows/s)
 //
 // `column` (the default) reads each column with sqlite3_column_type, then
 // sqlite3_column_int64 or sqlite3_column_text + sqlite3_column_bytes: the
-// loop everyone writes, and the floor issue 4's targets are stated against.
+// loop everyone writes, and the floor the SQLite source's targets are stated against.
 // `value` reads the same values through one sqlite3_column_value per column
 // and the sqlite3_value_* accessors, as the exportengine source does: ~20%
 // less work per row here, so it is the stricter floor.

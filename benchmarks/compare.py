@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The comparison harness (issue 7): exportengine against the tools people
+"""The comparison harness: exportengine against the tools people
 use instead, on the same data, the same machine, in one run. Start it with
 benchmarks/compare.sh (which installs what it needs first); see
-benchmarks/README.md, "Comparison harness (issue 7)".
+benchmarks/README.md, "Comparison harness".
 
 What one run does, for each dataset (contacts; delivery reports) and size:
  1. seeds a SQLite file with `exportengine seed` (one account; reused from
@@ -750,7 +750,7 @@ class Harness:
                 os.remove(f)
 
     def run_extras(self):
-        """--all: the engine and HTTP figures of issues 3 and 5, same harness."""
+        """--all: the engine and HTTP figures, same harness."""
         quick = self.a.quick
         eng = [os.path.join(self.bin, "bench_engine")]
         if quick:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The comparison harness (issue 7), one command:
+# The comparison harness, one command:
 #
 #   benchmarks/compare.sh [--quick] [--runs N] [--sizes 1M,3M,10M] [--tools LIST]
 #                         [--datasets contacts,reports] [--all] [--profile]

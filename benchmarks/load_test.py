@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Loopback load test of `exportengine serve` (issue 6, "Load"): bounded in
+"""Loopback load test of `exportengine serve` (RELIABILITY.md, "Load"): bounded in
 time, stops by itself.
 
   python3 benchmarks/load_test.py [--bin build/bin/exportengine] [--duration 180]

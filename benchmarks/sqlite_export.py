@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 4's figures: exporting 10 M SQLite contacts, against the floor and
+"""The SQLite source's figures: exporting 10 M SQLite contacts, against the floor and
 the tools people use instead.
 
 Runs, each RUNS times (median by wall time reported), on a warm cache:

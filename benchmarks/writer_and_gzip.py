@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end figures for the CSV writer and the gzip stage (issue 2).
+"""End-to-end figures for the CSV writer and the gzip stage.
 
 Runs, each RUNS times (median reported):
   * `exportengine bench csv` at 1 M and 10 M rows, to a file and to nowhere:

@@ -57,7 +57,7 @@
 // requeue_expired_leases: with engines whose clocks differ by up to S, a
 // lease is safe while `lease_duration > heartbeat_interval + S + the
 // store's worst latency`; keep lease_duration well above that (the engine's
-// defaults: 30 s lease, 10 s heartbeat, for skews of a few seconds at most).
+// defaults: 30 s lease, 5 s heartbeat, for skews of a few seconds at most).
 // Readers judge availability with their own clock in either case
 // (`export_job::is_available_for_download(now)`): a reader whose clock lags
 // by S may offer a download up to S after expires_at; the file is deleted

@@ -49,7 +49,7 @@ namespace exportengine {
 /// `rowCount`, `fileSize`, `error` (an object only while `failed`), in
 /// that order, then `metadata` (export_request::metadata, keys in byte
 /// order, every value a string) only when the job has any: a job without
-/// metadata has exactly the view it had before metadata existed. Give the
+/// metadata has no `metadata` key at all. Give the
 /// `as_of` the engine answered with
 /// (export_snapshot::as_of, export_list::as_of), not a clock read of your
 /// own, so the view agrees with the store's reading.

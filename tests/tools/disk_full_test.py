@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A full disk while `exportengine serve` runs (issue 6, fault injection).
+"""A full disk while `exportengine serve` runs (fault injection).
 
   disk_full_test.py EXPORTENGINE_BINARY
 

@@ -24,7 +24,7 @@
 // error, never a leak).
 //
 // Clock: the store uses the caller's `now` (uses_own_clock() is false), so
-// tests move time with a manual clock.
+// tests move time with a manual_time_source.
 //
 // `version` is a column of `jobs`, incremented by every UPDATE that changes
 // the job (not the heartbeat's).
@@ -62,7 +62,7 @@ struct sqlite_job_store_options {
 class sqlite_job_store final : public job_store {
 public:
     /// Opens `path`, creating the file if it does not exist, and creates or
-    /// migrates the schema (PRAGMA user_version; currently 3). The directory
+    /// migrates the schema (PRAGMA user_version; currently 4). The directory
     /// must exist. Throws std::system_error with errc::store_failed when the
     /// file cannot be opened or created, is not a database (or is corrupt),
     /// or was written by a newer schema version; the message names the file.
