@@ -760,7 +760,7 @@ class Harness:
         r = subprocess.run(eng, capture_output=True, text=True)
         if r.returncode != 0:
             self.fail(f"bench_engine failed ({r.returncode}): {r.stderr[-1000:]}")
-        self.extra_sections.append(("Engine: jobs/s, list latency, pipeline (`bench_engine`, issue 3)",
+        self.extra_sections.append(("Engine: jobs/s, list latency, pipeline (`bench_engine`)",
                                     "`" + " ".join(["build/bin/bench_engine"] + eng[1:]) + "`",
                                     r.stdout.strip(), time.time() - t0))
         rows = 100_000 if quick else max(self.sizes_contacts())
@@ -775,7 +775,7 @@ class Harness:
         if r.returncode != 0:
             self.fail(f"http_load.py failed ({r.returncode}): {r.stderr[-1000:]}")
         shown = ["python3", "benchmarks/http_load.py"] + [x for x in http[2:]]
-        self.extra_sections.append(("HTTP server (`benchmarks/http_load.py`, issue 5)",
+        self.extra_sections.append(("HTTP server (`benchmarks/http_load.py`)",
                                     "`" + " ".join(shown) + "`", r.stdout.strip(), time.time() - t0))
 
     def sizes_contacts(self):
@@ -1186,7 +1186,7 @@ def write_page(h, path, argv):
         L.append(f"![{p}]({p})\n")
     trs = targets(h)
     if trs:
-        L.append("## Targets (issue 7: 10 M contacts, warm cache)\n")
+        L.append("## Targets (10 M contacts, warm cache)\n")
         L.append("| target | measured | |\n|---|---|---|")
         for t, m, s in trs:
             L.append(f"| {cell(t)} | {cell(m)} | {s} |")
@@ -1257,7 +1257,7 @@ def main(argv):
                                     "the largest runs every tool, the others ours only (default 1M,3M,10M)")
     ap.add_argument("--tools", help="a subset, comma-separated: " + ",".join(SELECTABLE))
     ap.add_argument("--datasets", default="contacts,reports", help="contacts,reports (default both)")
-    ap.add_argument("--all", action="store_true", help="also bench_engine and http_load.py (issues 3 and 5)")
+    ap.add_argument("--all", action="store_true", help="also bench_engine and http_load.py")
     ap.add_argument("--profile", action="store_true",
                     help="perf record -g of ours (1 reader) at the largest size; top symbols in the page")
     ap.add_argument("--keep", default=os.path.join(tempfile.gettempdir(), "exportengine-compare"),
