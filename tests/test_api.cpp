@@ -1,5 +1,5 @@
 // http_api (contract §3) over a real engine: SQLite job store file, filesystem
-// sink, HMAC signer, in-memory source, manual clock.
+// sink, HMAC signer, in-memory source, manual time source.
 #include "support/engine_fixture.hpp"
 
 #include <exportengine/api.hpp>

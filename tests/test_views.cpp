@@ -1,7 +1,7 @@
 // views.hpp: the export views a host builds for its own routes are
 // http_api's answers, and an export's `filters` comes from its typed
 // request whoever created it (a real engine: SQLite job store file,
-// filesystem sink, HMAC signer, in-memory source, manual clock).
+// filesystem sink, HMAC signer, in-memory source, manual time source).
 #include "support/engine_fixture.hpp"
 
 #include <exportengine/api.hpp>

@@ -1,6 +1,6 @@
 // A whole engine on real parts — a SQLite job store file, a filesystem sink
 // and an HMAC signer in a temp directory — with an in-memory source, a
-// manual clock, a host io_context on its own thread, and a record of every
+// manual time source, a host io_context on its own thread, and a record of every
 // state change to wait on (events, not sleeps).
 #pragma once
 
