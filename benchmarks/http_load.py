@@ -5,6 +5,7 @@
       [--connections 64] [--threads 1] [--duration 10] [--download-rows 10000000]
       [--runs 3] [--dir /tmp/ee-http-bench] [--json]
       [--page benchmarks/results/DATE-http.md [--compare-to OLDER-PAGE]]
+      [--before OTHER-BUILD/bin/exportengine]
 
 1. Seeds one account's contacts (`--download-rows` of them; 10 M make a
    ~1.07 GB CSV) into a SQLite file and starts the server on 127.0.0.1:0.
@@ -19,7 +20,9 @@
 
 With --page it writes the results page (machine, commit, command, every
 run) that benchmarks/README.md quotes; with --compare-to, also each median
-against an earlier page's, in percent.
+against an earlier page's, in percent. With --before OTHER-BIN it measures
+two builds instead, their wrk runs interleaved in one session (steps 2-3
+only), and the page gives both and the change of the medians.
 
 Everything binds 127.0.0.1 and the server is stopped at the end (SIGTERM).
 """
@@ -170,9 +173,101 @@ def write_page(path, a, results, argv):
         f.write("\n".join(L))
 
 
+def start_server(binary, db, data, key):
+    shutil.rmtree(data, ignore_errors=True)
+    server = subprocess.Popen(
+        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--source", db,
+         "--api-key", f"{key}:1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = server.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        server.kill()
+        raise RuntimeError("server did not start: " + server.stderr.read())
+    return server, line[len("listening on "):]
+
+
+def stop_server(server):
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def queue_jobs(api, jobs):
+    """Queues `jobs` one-row exports and waits for them; returns the last id,
+    creates/s on one connection and the seconds until all were available."""
+    t0 = time.time()
+    last = None
+    for i in range(jobs):
+        status, body = api.call("POST", "/exports/contacts", json.dumps({"contactIds": [1 + i % 10]}))
+        assert status == 202, body
+        last = body["exportId"]
+    created_s = time.time() - t0
+    wait_available(api, last)
+    processed_s = time.time() - t0
+    status, listing = api.call("GET", "/exports?limit=1")
+    assert listing["total"] >= jobs, listing
+    return last, listing["total"], jobs / created_s, processed_s
+
+
+def download_speeds(api, runs):
+    status, body = api.call("POST", "/exports/contacts", "{}")
+    assert status == 202, body
+    link = wait_available(api, body["exportId"], timeout=1800)
+    speeds = []
+    for _ in range(runs):
+        link = api.call("GET", f"/exports/{body['exportId']}")[1]
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+                              link["url"]], check=True, capture_output=True, text=True).stdout.split()
+        size, secs = int(out[0]), float(out[1])
+        assert size == link["fileSize"], (size, link["fileSize"])
+        speeds.append(size / secs / 1e6)
+    return {"bytes": link["fileSize"], "MBps_median": statistics.median(speeds), "MBps_runs": speeds}
+
+
+def describe(binary):
+    """`<commit> <subject>` of the git tree a binary was built in, or its path."""
+    d = os.path.dirname(os.path.abspath(binary))
+    out = subprocess.run(["git", "-C", d, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return out.stdout.strip()[:90] if out.returncode == 0 else "not in a git tree"
+
+
+def write_ab_page(path, a, before, after, argv):
+    """--before: both builds' wrk runs, interleaved, and the medians' change."""
+    today = datetime.date.today().isoformat()
+    L = [f"# HTTP server, two builds interleaved, {today}\n",
+         f"Machine: {machine()}. Commit of this tree: {commit()}.\n",
+         "Command:\n", "    " + " ".join(["python3", "benchmarks/http_load.py"] + argv) + "\n",
+         "| build | binary | revision |", "|---|---|---|",
+         f"| before | `{a.before}` | {describe(a.before)} |",
+         f"| after | `{a.bin}` | {describe(a.bin)} |", "",
+         f"Each build serves the same seeded source ({a.download_rows:,} contacts of one account) from its own "
+         f"data directory, with {a.jobs:,} one-row exports queued and processed; both servers run at once and "
+         f"stay idle while the other is measured. wrk -t{a.threads} -c{a.connections} -d{a.duration}s "
+         f"--latency; the builds alternate run by run, the first build of each round alternating too. "
+         "Cells: req/s / p50 ms / p99 ms / non-2xx.\n"]
+    for name, label in ROUTES:
+        L += [f"`{label}`:\n", "| build | " + " | ".join(f"run {i + 1}" for i in range(a.runs))
+              + " | median req/s | median p99 ms |", "|---|" + "---|" * a.runs + "---:|---:|"]
+        for build, res in (("before", before), ("after", after)):
+            runs = res[name]
+            cells = [f"{r['rps']:,.0f} / {r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['non_2xx']}" for r in runs]
+            L.append(f"| {build} | " + " | ".join(cells)
+                     + f" | **{statistics.median(r['rps'] for r in runs):,.0f}** "
+                     f"| {statistics.median(r['p99_ms'] for r in runs):.2f} |")
+        b = statistics.median(r["rps"] for r in before[name])
+        c = statistics.median(r["rps"] for r in after[name])
+        L += ["", f"Change of the median req/s: **{(c / b - 1) * 100:+.1f}%**.\n"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(L))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="build/bin/exportengine")
+    ap.add_argument("--before", help="another build's exportengine: measure both, interleaved "
+                                     "(no download figures), and write a before/after page with --page")
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (each takes a core from the server)")
@@ -191,9 +286,8 @@ def main():
     scratch = a.dir or tempfile.mkdtemp(prefix="ee-http-bench-")
     os.makedirs(scratch, exist_ok=True)
     db = os.path.join(scratch, "source.db")
-    data = os.path.join(scratch, "data")
-    shutil.rmtree(data, ignore_errors=True)
-    server = None
+    servers = []
+    key = "bench-key"
     try:
         rows = max(a.download_rows, 10)
         if not os.path.exists(db):
@@ -201,54 +295,48 @@ def main():
             subprocess.run([a.bin, "seed", "--db", db, "--accounts", "1", "--contacts", str(rows),
                             "--lists", "4", "--campaigns", "1", "--reports", "10", "--force"],
                            check=True, stdout=subprocess.DEVNULL)
-        key = "bench-key"
-        server = subprocess.Popen(
-            [a.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--source", db,
-             "--api-key", f"{key}:1", "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = server.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise RuntimeError("server did not start: " + server.stderr.read())
-        base = line[len("listening on "):]
+
+        if a.before:
+            builds = {}
+            for name, binary in (("before", a.before), ("after", a.bin)):
+                server, base = start_server(binary, db, os.path.join(scratch, f"data-{name}"), key)
+                servers.append(server)
+                api = Api(base, key)
+                print(f"{name}: queueing {a.jobs:,} one-row exports ...", file=sys.stderr)
+                last, _, _, _ = queue_jobs(api, a.jobs)
+                builds[name] = (base, last)
+            results = {"before": {"list": [], "get": []}, "after": {"list": [], "get": []}}
+            for i in range(a.runs):
+                order = ("before", "after") if i % 2 == 0 else ("after", "before")
+                for route, _ in ROUTES:
+                    for name in order:
+                        base, last = builds[name]
+                        path = "/exports?limit=10" if route == "list" else f"/exports/{last}"
+                        r = run_wrk(base + path, key, a.connections, a.threads, a.duration)
+                        results[name][route].append(r)
+                        print(f"round {i + 1} {route} {name}: {r}", file=sys.stderr)
+            if a.page:
+                write_ab_page(a.page, a, results["before"], results["after"], argv)
+                print(f"wrote {a.page}", file=sys.stderr)
+            if a.json:
+                print(json.dumps(results, indent=2))
+            return
+
+        server, base = start_server(a.bin, db, os.path.join(scratch, "data"), key)
+        servers.append(server)
         api = Api(base, key)
-
         print(f"queueing {a.jobs:,} one-row exports ...", file=sys.stderr)
-        t0 = time.time()
-        last = None
-        for i in range(a.jobs):
-            status, body = api.call("POST", "/exports/contacts", json.dumps({"contactIds": [1 + i % 10]}))
-            assert status == 202, body
-            last = body["exportId"]
-        created_s = time.time() - t0
-        wait_available(api, last)
-        processed_s = time.time() - t0
-        status, listing = api.call("GET", "/exports?limit=1")
-        assert listing["total"] >= a.jobs, listing
-
-        results = {"machine": os.uname().release, "jobs_in_store": listing["total"],
-                   "create_rps_one_connection": a.jobs / created_s,
-                   "created_and_processed_s": processed_s}
+        last, total, create_rps, processed_s = queue_jobs(api, a.jobs)
+        results = {"machine": os.uname().release, "jobs_in_store": total,
+                   "create_rps_one_connection": create_rps, "created_and_processed_s": processed_s}
         for name, path in (("list", "/exports?limit=10"), ("get", f"/exports/{last}")):
             runs = [run_wrk(base + path, key, a.connections, a.threads, a.duration) for _ in range(a.runs)]
             ordered = sorted(runs, key=lambda r: r["rps"])
             results[name] = {"median": ordered[len(ordered) // 2], "runs": ordered, "runs_in_order": runs}
-            runs = ordered
-            print(f"{name}: {runs[len(runs) // 2]}", file=sys.stderr)
+            print(f"{name}: {ordered[len(ordered) // 2]}", file=sys.stderr)
 
         print("exporting every contact for the download ...", file=sys.stderr)
-        status, body = api.call("POST", "/exports/contacts", "{}")
-        assert status == 202, body
-        link = wait_available(api, body["exportId"], timeout=1800)
-        speeds = []
-        for _ in range(a.runs):
-            link = api.call("GET", f"/exports/{body['exportId']}")[1]
-            out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
-                                  link["url"]], check=True, capture_output=True, text=True).stdout.split()
-            size, secs = int(out[0]), float(out[1])
-            assert size == link["fileSize"], (size, link["fileSize"])
-            speeds.append(size / secs / 1e6)
-        results["download"] = {"bytes": link["fileSize"], "MBps_median": statistics.median(speeds),
-                               "MBps_runs": speeds}
+        results["download"] = download_speeds(api, a.runs)
 
         if a.page:
             write_page(a.page, a, results, argv)
@@ -257,7 +345,7 @@ def main():
             print(json.dumps(results, indent=2))
         else:
             print(f"| route | connections | req/s | p50 | p99 |\n|---|---:|---:|---:|---:|")
-            for name, label in (("list", "GET /exports?limit=10"), ("get", "GET /exports/{id}")):
+            for name, label in ROUTES:
                 m = results[name]["median"]
                 print(f"| `{label}` ({results['jobs_in_store']:,} jobs) | {a.connections} | {m['rps']:,.0f} "
                       f"| {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms |")
@@ -268,12 +356,8 @@ def main():
                   f"{results['create_rps_one_connection']:,.0f} req/s; all processed after "
                   f"{results['created_and_processed_s']:.1f} s")
     finally:
-        if server:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for server in servers:
+            stop_server(server)
         if not a.dir:
             shutil.rmtree(scratch, ignore_errors=True)
 
