@@ -258,7 +258,13 @@ def write_ab_page(path, a, before, after, argv):
                      f"| {statistics.median(r['p99_ms'] for r in runs):.2f} |")
         b = statistics.median(r["rps"] for r in before[name])
         c = statistics.median(r["rps"] for r in after[name])
-        L += ["", f"Change of the median req/s: **{(c / b - 1) * 100:+.1f}%**.\n"]
+        ratios = [x["rps"] / y["rps"] for x, y in zip(after[name], before[name])]
+        L += ["", "Each round's after / before (the two runs next to each other in time): "
+              + ", ".join(f"{(q - 1) * 100:+.1f}%" for q in ratios) + ".\n",
+              f"Change: **{(statistics.median(ratios) - 1) * 100:+.1f}%** as the median of the rounds' "
+              f"ratios (the figure this page stands for: the machine's speed drifts between rounds, "
+              f"and a round compares runs seconds apart); {(c / b - 1) * 100:+.1f}% between the two "
+              f"builds' medians.\n"]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(L))
 
