@@ -77,6 +77,9 @@ connection::connection(const std::string& conninfo)
         c_ = nullptr;
         throw pq_error(why, "08001");
     }
+    // The server's notices (CREATE ... IF NOT EXISTS skipping, say) are
+    // not for the host's stderr.
+    PQsetNoticeProcessor(c_, [](void*, const char*) {}, nullptr);
 }
 
 connection::~connection()
