@@ -296,8 +296,16 @@ TEST_CASE("postgres_job_store: a dropped connection fails one call, the next rec
 {
     EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
     const std::string app = "ee_drop_test";
-    postgres_job_store store(
-        {.conninfo = pg->uri() + "?application_name=" + app, .schema = fresh_schema("drop"), .max_connections = 1});
+    std::mutex mu;
+    std::vector<std::string> logged;
+    postgres_job_store store({.conninfo = pg->uri() + "?application_name=" + app,
+                              .schema = fresh_schema("drop"),
+                              .max_connections = 1,
+                              .log_failure =
+                                  [&](std::string_view line) {
+                                      std::lock_guard lock(mu);
+                                      logged.emplace_back(line);
+                                  }});
     error_code ec;
     store.create({"j", 1, request_of(1), wall_now()}, std::nullopt, ec);
     REQUIRE_FALSE(ec);
@@ -310,6 +318,10 @@ TEST_CASE("postgres_job_store: a dropped connection fails one call, the next rec
     auto lost = store.find("j", ec);
     CHECK(ec == ee::errc::store_failed);
     CHECK_FALSE(lost);
+    // Told to the host's log, without SQL.
+    REQUIRE(logged.size() == 1);
+    CHECK_THAT(logged[0], Catch::StartsWith("postgres_job_store: "));
+    CHECK_THAT(logged[0], !Catch::Contains("SELECT") && !Catch::Contains("FROM"));
     // The pool opened a new one.
     auto found = store.find("j", ec);
     CHECK_FALSE(ec);

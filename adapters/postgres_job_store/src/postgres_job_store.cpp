@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cctype>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <system_error>
@@ -141,9 +142,12 @@ const char* const regenerate =
     "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = $2, "
     "version = version + 1 WHERE id = $1 RETURNING " EE_PG_JOB_COLUMNS;
 
+// Jobs another transaction holds are left for the next prune.
 const char* const prune_jobs =
-    "DELETE FROM jobs WHERE status IN ('expired', 'failed') AND updated_at < $1 "
-    "AND file_key = '' AND NOT EXISTS (SELECT 1 FROM stale_files WHERE job_id = jobs.id)";
+    "DELETE FROM jobs WHERE id IN ("
+    "  SELECT id FROM jobs WHERE status IN ('expired', 'failed') AND updated_at < $1"
+    "  AND file_key = '' AND NOT EXISTS (SELECT 1 FROM stale_files WHERE job_id = jobs.id)"
+    "  ORDER BY account_id, id FOR UPDATE SKIP LOCKED)";
 const char* const prune_keys = "DELETE FROM idempotency_keys WHERE created_at < $1";
 } // namespace sql
 
@@ -179,11 +183,28 @@ struct postgres_job_store::impl {
     std::atomic<bool> frozen{false};
     std::atomic<std::int64_t> clock_ms{0};
     std::mutex freeze_mutex;
+    std::function<void(std::string_view)> log_failure;
 
     impl(const postgres_job_store_options& o, const std::string& search_path)
         : connections(with_connect_timeout(o.conninfo, o.connect_timeout), search_path, o.max_connections,
-                      o.acquire_timeout)
+                      o.acquire_timeout),
+          log_failure(o.log_failure)
     {
+    }
+
+    void failed(const char* what, const std::string& sqlstate) const noexcept
+    {
+        if (!log_failure)
+            return;
+        try {
+            std::string line = "postgres_job_store: ";
+            line += what;
+            if (!sqlstate.empty())
+                line += " (SQLSTATE " + sqlstate + ")";
+            log_failure(line);
+        } catch (...) {
+            // A log that fails must not turn a reported failure into a throw.
+        }
     }
 
     /// Runs `f(connection&)` on a pooled connection; refusals and failures
@@ -202,8 +223,15 @@ struct postgres_job_store::impl {
             }
         } catch (const refusal& r) {
             ec = r.code;
+        } catch (const pq_error& e) {
+            ec = errc::store_failed;
+            failed(e.what(), e.sqlstate);
+        } catch (const std::exception& e) {
+            ec = errc::store_failed;
+            failed(e.what(), {});
         } catch (...) {
             ec = errc::store_failed;
+            failed("unexpected failure", {});
         }
         if constexpr (!std::is_void_v<decltype(f(std::declval<connection&>()))>)
             return {};

@@ -63,8 +63,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace exportengine::adapters {
 
@@ -84,6 +86,12 @@ struct postgres_job_store_options {
     /// libpq's connect_timeout for each new connection (rounded up to whole
     /// seconds; at least 2 s, as libpq requires).
     std::chrono::seconds connect_timeout{10};
+    /// Told why a call failed with errc::store_failed, for the host's log:
+    /// the server's primary message and SQLSTATE, libpq's connection error,
+    /// or the store's own invariant; never SQL text, parameters or a
+    /// password. Called on the failing call's thread, so from any number of
+    /// threads at once; must not throw. Empty: nothing is told.
+    std::function<void(std::string_view)> log_failure{};
 };
 
 /// The job store on a PostgreSQL 15 database, through libpq.
