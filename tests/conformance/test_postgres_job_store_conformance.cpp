@@ -212,6 +212,38 @@ TEST_CASE("postgres_job_store claims: the per-account limit and fairness under c
         CHECK(order == std::vector<std::string>{"a0", "b0", "a1", "b1", "a2"});
     }
 
+    SECTION("a claim does not wait for another account's lock: it takes the next account")
+    {
+        const auto t = wall_now();
+        store.create({"a0", 1, request_of(1), t}, std::nullopt, ec);
+        store.create({"b0", 2, request_of(2), t}, std::nullopt, ec);
+        REQUIRE_FALSE(ec);
+        // Another transaction holds account 1's row (as a claim in
+        // progress there would).
+        PGconn* other = PQconnectdb(pg->uri().c_str());
+        REQUIRE(PQstatus(other) == CONNECTION_OK);
+        const std::string hold =
+            "BEGIN; SELECT 1 FROM " + schema + ".account_queue WHERE account_id = 1 FOR UPDATE";
+        PGresult* r = PQexec(other, hold.c_str());
+        CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+        PQclear(r);
+
+        const auto started = std::chrono::steady_clock::now();
+        auto j = store.claim("w", t, t + 30s, 10, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(j);
+        CHECK(j->id == "b0"); // account 1 comes first by the order, but is held
+        CHECK_FALSE(store.claim("w", t, t + 30s, 10, ec)); // nothing else free: nullopt, no wait
+        CHECK_FALSE(ec);
+        CHECK(std::chrono::steady_clock::now() - started < 5s);
+
+        PQclear(PQexec(other, "ROLLBACK"));
+        PQfinish(other);
+        auto a = store.claim("w", t, t + 30s, 10, ec);
+        REQUIRE(a);
+        CHECK(a->id == "a0");
+    }
+
     SECTION("the limit holds with 10 threads claiming at once, for every account")
     {
         const int accounts = 5;
