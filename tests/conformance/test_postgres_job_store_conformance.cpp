@@ -297,6 +297,50 @@ TEST_CASE("postgres_job_store claims: the per-account limit and fairness under c
     }
 }
 
+TEST_CASE("postgres_job_store: two stores taking expired leases at once take each once", "[postgres][store]")
+{
+    EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
+    const auto schema = fresh_schema("requeue");
+    postgres_job_store a({.conninfo = pg->uri(), .schema = schema});
+    postgres_job_store b({.conninfo = pg->uri(), .schema = schema});
+    error_code ec;
+    const auto t = wall_now();
+    const int jobs = 40;
+    for (int i = 0; i < jobs; ++i) {
+        a.create({numbered("j", i), 1 + i % 3, request_of(1), t}, std::nullopt, ec);
+        REQUIRE_FALSE(ec);
+    }
+    for (int i = 0; i < jobs; ++i) {
+        auto j = a.claim("w", t, t + 1s, jobs, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(j);
+    }
+    // Both stores' clocks an hour on: every lease has run out for both.
+    a.advance_clock_for_testing(1h);
+    b.advance_clock_for_testing(1h);
+    std::vector<ee::export_job> by_a;
+    std::vector<ee::export_job> by_b;
+    error_code ea;
+    error_code eb;
+    std::thread ta([&] { by_a = a.requeue_expired_leases(t, 5, {"X", "x"}, ea).jobs; });
+    std::thread tb([&] { by_b = b.requeue_expired_leases(t, 5, {"X", "x"}, eb).jobs; });
+    ta.join();
+    tb.join();
+    CHECK_FALSE(ea);
+    CHECK_FALSE(eb);
+    std::multiset<std::string> ids;
+    for (const auto* list : {&by_a, &by_b})
+        for (const auto& j : *list) {
+            ids.insert(j.id);
+            CHECK(j.status == ee::export_status::queued);
+        }
+    CHECK(ids.size() == static_cast<std::size_t>(jobs));
+    CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == ids.size());
+    CHECK(sql_value(pg->uri(), "SELECT count(*) FROM " + schema + ".jobs WHERE status = 'queued'")
+          == std::to_string(jobs));
+    CHECK(sql_value(pg->uri(), "SELECT count(*) FROM " + schema + ".stale_files") == std::to_string(jobs));
+}
+
 TEST_CASE("postgres_job_store uses the database's clock", "[postgres][store]")
 {
     EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
