@@ -181,6 +181,15 @@ TEST_CASE("postgres_job_store migrations: idempotent, concurrent, a newer schema
             CHECK_THAT(what, Catch::Contains("cannot open the PostgreSQL job store"));
             CHECK_THAT(what, !Catch::Contains("hunter2"));
         }
+        // A malformed string: our words, not libpq's quote of it.
+        try {
+            postgres_job_store s({.conninfo = "postgresql://someone:hunter2%zz@127.0.0.1:1/db", .schema = "s"});
+            FAIL("opened a malformed connection string");
+        } catch (const std::system_error& e) {
+            const std::string what = e.what();
+            CHECK_THAT(what, Catch::Contains("malformed"));
+            CHECK_THAT(what, !Catch::Contains("hunter2"));
+        }
     }
 }
 

@@ -186,8 +186,8 @@ struct postgres_job_store::impl {
     std::function<void(std::string_view)> log_failure;
 
     impl(const postgres_job_store_options& o, const std::string& search_path)
-        : connections(with_connect_timeout(o.conninfo, o.connect_timeout), search_path, o.max_connections,
-                      o.acquire_timeout),
+        : connections(with_connect_timeout(o.conninfo, o.connect_timeout), check_conninfo(o.conninfo), search_path,
+                      o.max_connections, o.acquire_timeout),
           log_failure(o.log_failure)
     {
     }

@@ -62,6 +62,37 @@ std::optional<std::int64_t> result::opt_int64(int row, int col) const
 }
 
 // ---------------------------------------------------------------------------
+// connection strings
+
+std::string check_conninfo(const std::string& conninfo)
+{
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (options == nullptr) {
+        // libpq's message quotes the offending part, which may be the
+        // password: say it in our own words.
+        if (error != nullptr)
+            PQfreemem(error);
+        throw pq_error("the connection string is malformed (see libpq's connection strings)", "");
+    }
+    std::string password;
+    for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o)
+        if (std::string_view(o->keyword) == "password" && o->val != nullptr)
+            password = o->val;
+    PQconninfoFree(options);
+    return password;
+}
+
+std::string scrub(std::string text, const std::string& secret)
+{
+    if (secret.empty())
+        return text;
+    for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3))
+        text.replace(at, secret.size(), "***");
+    return text;
+}
+
+// ---------------------------------------------------------------------------
 // connection
 
 connection::connection(const std::string& conninfo)
@@ -153,9 +184,10 @@ std::string connection::quote_identifier(std::string_view name)
 // ---------------------------------------------------------------------------
 // pool
 
-pool::pool(std::string conninfo, std::string search_path, std::size_t max, std::chrono::milliseconds acquire_timeout)
-    : conninfo_(std::move(conninfo)), search_path_(std::move(search_path)), max_(max == 0 ? 1 : max),
-      timeout_(acquire_timeout)
+pool::pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
+           std::chrono::milliseconds acquire_timeout)
+    : conninfo_(std::move(conninfo)), password_(std::move(password)), search_path_(std::move(search_path)),
+      max_(max == 0 ? 1 : max), timeout_(acquire_timeout)
 {
 }
 
@@ -169,7 +201,14 @@ pool::lease::~lease()
 
 std::unique_ptr<connection> pool::open()
 {
-    auto c = std::make_unique<connection>(conninfo_);
+    std::unique_ptr<connection> c;
+    try {
+        c = std::make_unique<connection>(conninfo_);
+    } catch (const pq_error& e) {
+        // (libpq names host, port and user, not the password; in case a
+        // message ever quotes it, it goes.)
+        throw pq_error(scrub(e.what(), password_), e.sqlstate);
+    }
     c->query("SELECT set_config('search_path', $1, false)", search_path_);
     return c;
 }

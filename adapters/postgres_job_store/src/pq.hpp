@@ -67,6 +67,16 @@ inline param to_param(bool v) { return std::string(v ? "t" : "f"); }
 inline param to_param(std::nullopt_t) { return std::nullopt; }
 inline param to_param(const std::optional<std::int64_t>& v) { return v ? param(std::to_string(*v)) : std::nullopt; }
 
+/// Checks a libpq connection string or URI without connecting. Throws
+/// pq_error with a message of our own (libpq's would quote the string, and
+/// so perhaps its password) when it is malformed; returns the password it
+/// names ("" for none), for scrub().
+std::string check_conninfo(const std::string& conninfo);
+
+/// `text` with every occurrence of `secret` (when not empty) replaced by
+/// "***".
+std::string scrub(std::string text, const std::string& secret);
+
 /// One libpq connection. Not thread-safe: one user at a time (the pool's).
 class connection {
 public:
@@ -105,7 +115,10 @@ private:
 /// At most `max` connections, opened on demand. Thread-safe.
 class pool {
 public:
-    pool(std::string conninfo, std::string search_path, std::size_t max, std::chrono::milliseconds acquire_timeout);
+    /// `conninfo` must have passed check_conninfo; connection errors have
+    /// `password` scrubbed from them.
+    pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
+         std::chrono::milliseconds acquire_timeout);
     pool(const pool&) = delete;
     pool& operator=(const pool&) = delete;
     ~pool();
@@ -138,6 +151,7 @@ private:
     std::unique_ptr<connection> open();
 
     std::string conninfo_;
+    std::string password_;
     std::string search_path_;
     std::size_t max_;
     std::chrono::milliseconds timeout_;
