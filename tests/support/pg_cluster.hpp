@@ -12,10 +12,11 @@
 //
 // A machine without PostgreSQL 15 (/usr/lib/postgresql/15/bin, or
 // EXPORTENGINE_PG_BIN) cannot start one: shared() then returns nullptr and
-// start_error() says why. EXPORTENGINE_PG_SKIP_OR_FAIL turns that into a
+// start_error() says why. EXPORTENGINE_PG_CLUSTER_OR_SKIP turns that into a
 // skipped test with a WARN, or a failure under CI=true.
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 
