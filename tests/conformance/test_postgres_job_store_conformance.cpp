@@ -415,3 +415,39 @@ TEST_CASE("postgres_job_store: a dropped connection fails one call, the next rec
     CHECK_FALSE(ec);
     CHECK(claimed);
 }
+
+TEST_CASE("postgres_job_store: after every connection dropped, one call fails, not one per connection",
+          "[postgres][store]")
+{
+    EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
+    const std::string app = "ee_drop_all_test";
+    postgres_job_store store(
+        {.conninfo = pg->uri() + "?application_name=" + app, .schema = fresh_schema("drop_all"), .max_connections = 4});
+    error_code ec;
+    store.create({"j", 1, request_of(1), wall_now()}, std::nullopt, ec);
+    REQUIRE_FALSE(ec);
+    // Several pooled connections: four threads reading at once.
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 4; ++t)
+        readers.emplace_back([&] {
+            for (int i = 0; i < 50; ++i) {
+                error_code e;
+                store.find("j", e);
+            }
+        });
+    for (auto& th : readers)
+        th.join();
+    const auto pooled = sql_value(pg->uri(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'");
+    INFO("pooled connections: " << pooled);
+    CHECK(std::stoi(pooled) >= 1);
+
+    // A server restart, as the pool sees it: every backend gone.
+    sql_value(pg->uri(), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '" + app + "'");
+    store.find("j", ec);
+    CHECK(ec == ee::errc::store_failed);
+    for (int i = 0; i < 4; ++i) {
+        INFO("call " << i << " after the failure");
+        CHECK(store.find("j", ec));
+        CHECK_FALSE(ec);
+    }
+}

@@ -245,12 +245,20 @@ void pool::give_back(std::unique_ptr<connection> c) noexcept
     const bool keep = c->idle() || c->rollback_quietly();
     if (!keep)
         c.reset();
+    std::vector<std::unique_ptr<connection>> dropped;
     std::lock_guard lock(mutex_);
-    if (keep)
+    if (keep) {
         idle_.push_back(std::move(c));
-    else
+    } else {
+        // What broke one connection (a server restart, a failover, the
+        // network) has most likely broken the idle ones too: close them
+        // all, so that the calls after this one open new connections
+        // instead of failing one by one on the dead ones.
         --open_;
-    freed_.notify_one();
+        open_ -= idle_.size();
+        dropped.swap(idle_);
+    }
+    freed_.notify_all();
 }
 
 } // namespace exportengine::adapters::pg_detail

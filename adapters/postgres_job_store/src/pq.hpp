@@ -124,7 +124,9 @@ public:
     ~pool();
 
     /// A connection for one caller, given back when it goes away; dropped
-    /// instead when it is broken or still inside a transaction.
+    /// instead when it is broken or still inside a transaction, and then
+    /// the idle connections are closed too (they have most likely broken
+    /// the same way).
     class lease {
     public:
         lease(pool* p, std::unique_ptr<connection> c) noexcept : p_(p), c_(std::move(c)) {}

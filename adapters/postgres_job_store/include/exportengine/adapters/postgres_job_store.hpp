@@ -51,7 +51,9 @@
 // waits up to `acquire_timeout`, then fails with errc::store_failed. A
 // connection that broke (the server restarted, the backend was terminated,
 // the network failed) makes the call that used it fail with
-// errc::store_failed and is dropped; the next call opens a new one.
+// errc::store_failed and is dropped, with the idle ones (what broke one
+// most likely broke them all); the next call opens a new one. So after a
+// server restart one call fails, not one per pooled connection.
 //
 // Errors never carry SQL text, parameters or connection credentials: calls
 // report errc codes only. The constructor's exception says what failed
