@@ -13,3 +13,9 @@ find_package(ZLIB REQUIRED)
 find_package(OpenSSL 3 REQUIRED)
 # SQLiteCpp's config also finds SQLite3 (SQLite::SQLite3).
 find_package(SQLiteCpp 3.2 REQUIRED CONFIG)
+# libpq, for the PostgreSQL job store (optional: without it that adapter and
+# its tests are not built). CMake's FindPostgreSQL gives PostgreSQL::PostgreSQL.
+find_package(PostgreSQL 15 QUIET)
+if(NOT PostgreSQL_FOUND)
+  message(STATUS "libpq not found (libpq-dev): the PostgreSQL job store is not built")
+endif()

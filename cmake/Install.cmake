@@ -29,6 +29,10 @@ exportengine_install_component(filesystem_sink exportengine_filesystem_sink)
 exportengine_install_component(hmac_url_signer exportengine_hmac_url_signer)
 exportengine_install_component(sqlite_job_store exportengine_sqlite_job_store)
 exportengine_install_component(sqlite_source exportengine_sqlite_source)
+if(TARGET exportengine_postgres_job_store)
+  exportengine_install_component(postgres_job_store exportengine_postgres_job_store)
+  install(DIRECTORY adapters/postgres_job_store/include/exportengine DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 # The conformance suites: installed wherever Catch2 v2 was found at build
 # time; the package config loads them only where the host has Catch2 too.
 if(TARGET exportengine_testing)

@@ -6,7 +6,7 @@
 #   scripts/setup.sh           build, tests, the micro- and end-to-end benchmarks
 #   scripts/setup.sh --bench   also what the comparison harness
 #                              (benchmarks/compare.sh) runs against:
-#                              PostgreSQL 15, Node.js + npm (for DuckDB's npm
+#                              PostgreSQL's client, Node.js + npm (for DuckDB's npm
 #                              package), matplotlib for the plots, perf
 #                              for --profile. CI does not pay for these.
 set -euo pipefail
@@ -26,6 +26,9 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libsqlitecpp-dev libsqlite3-dev
   libssl-dev libdeflate-dev zlib1g-dev
+  # the PostgreSQL job store: libpq to build it, a server for its tests
+  # (each test binary starts a throwaway cluster of its own)
+  libpq-dev postgresql-15
   # tests and benchmarks
   catch2 libbenchmark-dev python3 python3-yaml
   # real tools the tests and benchmarks read our output with / compare against
@@ -36,7 +39,7 @@ if [ "$bench" -eq 1 ]; then
   # (python3-munkres: fonttools, which matplotlib needs, wants scipy *or*
   # munkres; apt would pick scipy, whose pythran drags in libboost1.74-dev,
   # which conflicts with the libboost1.81-dev we build with.)
-  packages+=(postgresql-15 postgresql-client-15 python3-matplotlib python3-munkres linux-perf)
+  packages+=(postgresql-client-15 python3-matplotlib python3-munkres linux-perf)
   # Node.js for DuckDB's npm package: Debian's, unless a node is already there
   # (a newer one from elsewhere is fine; the package needs Node >= 18).
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

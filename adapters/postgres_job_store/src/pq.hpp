@@ -1,0 +1,166 @@
+// A small RAII layer over libpq: a connection, a result, parameterised
+// statements (text format both ways), and a bounded connection pool. Private
+// to the PostgreSQL job store: no libpq type leaves this adapter.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct pg_conn;
+struct pg_result;
+
+namespace exportengine::adapters::pg_detail {
+
+/// A failed statement or connection. `what()` is for logs only (it may
+/// contain libpq's message); callers report errc::store_failed.
+struct pq_error : std::runtime_error {
+    pq_error(const std::string& what, std::string state) : std::runtime_error(what), sqlstate(std::move(state)) {}
+    /// The SQLSTATE, when the server sent one ("" otherwise).
+    std::string sqlstate;
+};
+
+/// One statement's result. Move-only; frees the PGresult.
+class result {
+public:
+    result() = default;
+    explicit result(pg_result* r) noexcept : r_(r) {}
+    result(result&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+    result& operator=(result&& o) noexcept;
+    result(const result&) = delete;
+    result& operator=(const result&) = delete;
+    ~result();
+
+    [[nodiscard]] int rows() const noexcept;
+    [[nodiscard]] int columns() const noexcept;
+    /// Rows an INSERT, UPDATE or DELETE changed.
+    [[nodiscard]] std::int64_t affected() const;
+    [[nodiscard]] bool is_null(int row, int col) const noexcept;
+    [[nodiscard]] std::string_view text(int row, int col) const noexcept;
+    [[nodiscard]] std::string str(int row, int col) const { return std::string(text(row, col)); }
+    /// Throws pq_error on a value that is not an integer.
+    [[nodiscard]] std::int64_t int64(int row, int col) const;
+    [[nodiscard]] std::optional<std::int64_t> opt_int64(int row, int col) const;
+    [[nodiscard]] bool boolean(int row, int col) const noexcept { return text(row, col) == "t"; }
+
+private:
+    pg_result* r_ = nullptr;
+};
+
+/// A parameter in text format; nullopt is SQL NULL.
+using param = std::optional<std::string>;
+
+inline param to_param(std::string_view s) { return std::string(s); }
+inline param to_param(const std::string& s) { return s; }
+inline param to_param(const char* s) { return std::string(s); }
+inline param to_param(std::int64_t v) { return std::to_string(v); }
+inline param to_param(int v) { return std::to_string(v); }
+inline param to_param(bool v) { return std::string(v ? "t" : "f"); }
+inline param to_param(std::nullopt_t) { return std::nullopt; }
+inline param to_param(const std::optional<std::int64_t>& v) { return v ? param(std::to_string(*v)) : std::nullopt; }
+
+/// Checks a libpq connection string or URI without connecting. Throws
+/// pq_error with a message of our own (libpq's would quote the string, and
+/// so perhaps its password) when it is malformed; returns the password it
+/// names ("" for none), for scrub().
+std::string check_conninfo(const std::string& conninfo);
+
+/// `text` with every occurrence of `secret` (when not empty) replaced by
+/// "***".
+std::string scrub(std::string text, const std::string& secret);
+
+/// One libpq connection. Not thread-safe: one user at a time (the pool's).
+class connection {
+public:
+    /// Connects; throws pq_error (with libpq's message, which never holds
+    /// the password) when it cannot.
+    explicit connection(const std::string& conninfo);
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();
+
+    /// One or more statements without parameters; the last one's result.
+    /// Throws pq_error when any fails.
+    result exec(const char* sql);
+    /// One statement with parameters $1..$n (text format).
+    result exec_params(const char* sql, const std::vector<param>& params);
+    template <class... Args>
+    result query(const char* sql, const Args&... args)
+    {
+        return exec_params(sql, std::vector<param>{to_param(args)...});
+    }
+
+    /// The connection is up (as far as libpq knows without asking).
+    [[nodiscard]] bool ok() const noexcept;
+    /// No transaction open (or aborted) on it.
+    [[nodiscard]] bool idle() const noexcept;
+    /// Rolls back an open transaction; false if that failed too.
+    bool rollback_quietly() noexcept;
+    /// The identifier quoted for SQL (PQescapeIdentifier).
+    [[nodiscard]] std::string quote_identifier(std::string_view name);
+
+private:
+    result check(pg_result* r);
+    pg_conn* c_ = nullptr;
+};
+
+/// At most `max` connections, opened on demand. Thread-safe.
+class pool {
+public:
+    /// `conninfo` must have passed check_conninfo; connection errors have
+    /// `password` scrubbed from them.
+    pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
+         std::chrono::milliseconds acquire_timeout);
+    pool(const pool&) = delete;
+    pool& operator=(const pool&) = delete;
+    ~pool();
+
+    /// A connection for one caller, given back when it goes away; dropped
+    /// instead when it is broken or still inside a transaction, and then
+    /// the idle connections are closed too (they have most likely broken
+    /// the same way).
+    class lease {
+    public:
+        lease(pool* p, std::unique_ptr<connection> c) noexcept : p_(p), c_(std::move(c)) {}
+        lease(lease&& o) noexcept = default;
+        lease& operator=(lease&&) = delete;
+        lease(const lease&) = delete;
+        lease& operator=(const lease&) = delete;
+        ~lease();
+        connection& operator*() const noexcept { return *c_; }
+        connection* operator->() const noexcept { return c_.get(); }
+
+    private:
+        pool* p_;
+        std::unique_ptr<connection> c_;
+    };
+
+    /// A free connection, a new one while fewer than `max` exist, or one
+    /// given back within the timeout. Throws pq_error otherwise, or when a
+    /// new connection cannot be opened.
+    lease acquire();
+
+private:
+    void give_back(std::unique_ptr<connection> c) noexcept;
+    std::unique_ptr<connection> open();
+
+    std::string conninfo_;
+    std::string password_;
+    std::string search_path_;
+    std::size_t max_;
+    std::chrono::milliseconds timeout_;
+    std::mutex mutex_;
+    std::condition_variable freed_;
+    std::vector<std::unique_ptr<connection>> idle_;
+    std::size_t open_ = 0;
+};
+
+} // namespace exportengine::adapters::pg_detail
