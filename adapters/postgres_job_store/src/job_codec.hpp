@@ -3,6 +3,7 @@
 #pragma once
 
 #include <exportengine/error.hpp>
+#include <exportengine/detail/job_json.hpp>
 #include <exportengine/export_job.hpp>
 
 #include <algorithm>
@@ -14,6 +15,11 @@
 #include <variant>
 
 namespace exportengine::adapters::pg_detail {
+
+/// The typed filter and export_request::metadata as stored: JSON, one
+/// encoding for every store (exportengine/detail/job_json.hpp).
+using exportengine::detail::encode_filter;
+using exportengine::detail::encode_metadata;
 
 class result;
 
@@ -51,12 +57,7 @@ inline std::int64_t clamp_limit(std::size_t n) noexcept
         std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
 }
 
-/// The typed filter as stored (JSON; the SQLite store's format).
-std::string encode_filter(const std::variant<contacts_filter, delivery_reports_filter>& filter);
 
-/// export_request::metadata as stored: a JSON object of strings, `{}` for
-/// none.
-std::string encode_metadata(const std::map<std::string, std::string>& metadata);
 
 /// The job in row `row` of `r`, which selected EE_PG_JOB_COLUMNS first.
 /// Throws (a store failure) on a row that is not a valid job.

@@ -2,6 +2,7 @@
 // the adapter.
 #pragma once
 
+#include <exportengine/detail/job_json.hpp>
 #include <exportengine/export_job.hpp>
 
 #include <SQLiteCpp/Statement.h>
@@ -12,6 +13,11 @@
 
 namespace exportengine::adapters::sqlite_store_detail {
 
+/// The typed filter and export_request::metadata as stored: JSON, one
+/// encoding for every store (exportengine/detail/job_json.hpp).
+using exportengine::detail::encode_filter;
+using exportengine::detail::encode_metadata;
+
 // Every query that reads a whole job selects these columns, in this order
 // (read_job's indexes).
 #define EE_JOB_COLUMNS                                                                      \
@@ -21,12 +27,7 @@ namespace exportengine::adapters::sqlite_store_detail {
     "version"
 constexpr int job_column_count = 24;
 
-/// The typed filter as stored (JSON; see job_codec.cpp).
-std::string encode_filter(const std::variant<contacts_filter, delivery_reports_filter>& filter);
 
-/// export_request::metadata as stored: a JSON object of strings, `{}` for
-/// none.
-std::string encode_metadata(const std::map<std::string, std::string>& metadata);
 
 /// The job in the current row of `s`, which selected EE_JOB_COLUMNS first.
 /// Throws (a store failure) on a row that is not a valid job.
