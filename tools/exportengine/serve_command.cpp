@@ -1,6 +1,6 @@
 // `exportengine serve`: contract §3's HTTP API on the real parts — the SQLite job
-// store, files and signing key in --data-dir, the SQLite data source — until
-// SIGINT or SIGTERM.
+// store (or a PostgreSQL one with --store), files and signing key in
+// --data-dir, the SQLite data source — until SIGINT or SIGTERM.
 #include "args.hpp"
 #include "commands.hpp"
 
@@ -8,6 +8,9 @@
 #include <exportengine/adapters/hmac_url_signer.hpp>
 #include <exportengine/adapters/sqlite_data_source.hpp>
 #include <exportengine/adapters/sqlite_job_store.hpp>
+#if EXPORTENGINE_HAVE_POSTGRES
+#include <exportengine/adapters/postgres_job_store.hpp>
+#endif
 #include <exportengine/api.hpp>
 #include <exportengine/engine.hpp>
 #include <exportengine/http/server.hpp>
@@ -24,6 +27,7 @@
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 
 namespace exportengine::cli {
@@ -94,7 +98,7 @@ int serve_command(const std::vector<std::string>& argv)
     const args a(argv, {"quiet"},
                  {"listen", "data-dir", "source", "retention", "record-retention", "url-ttl", "workers",
                   "public-url", "signing-key", "max-body", "readers", "lease", "sweep-interval",
-                  "stale-temp-age"},
+                  "stale-temp-age", "store"},
                  {"api-key", "previous-signing-key"});
 
     // -- every argument is checked before anything starts -----------------
@@ -102,6 +106,16 @@ int serve_command(const std::vector<std::string>& argv)
     const auto data_dir_arg = a.get("data-dir");
     if (!data_dir_arg)
         throw usage_error("--data-dir DIR is required (it holds the job store, the files and the signing key)");
+    // --store: a PostgreSQL job store shared by several nodes; without it,
+    // the SQLite file in --data-dir.
+    const auto store_uri = a.get("store");
+    if (store_uri && store_uri->rfind("postgresql://", 0) != 0 && store_uri->rfind("postgres://", 0) != 0)
+        throw usage_error("--store must be a PostgreSQL URI, postgresql://USER@HOST:PORT/DB (the password "
+                          "from PGPASSWORD or ~/.pgpass); without --store the job store is DIR/jobs.db");
+#if !EXPORTENGINE_HAVE_POSTGRES
+    if (store_uri)
+        throw usage_error("--store: this exportengine was built without PostgreSQL support (libpq)");
+#endif
     const auto source = a.get("source");
     if (!source)
         throw usage_error("--source DB is required (the SQLite database to export from)");
@@ -164,7 +178,31 @@ int serve_command(const std::vector<std::string>& argv)
 
     // -- the parts --------------------------------------------------------
     asio::io_context ioc(1);
-    adapters::sqlite_job_store store((data_dir / "jobs.db").string());
+    std::unique_ptr<job_store> store_ptr;
+    if (!store_uri) {
+        store_ptr = std::make_unique<adapters::sqlite_job_store>((data_dir / "jobs.db").string());
+    } else {
+#if EXPORTENGINE_HAVE_POSTGRES
+        try {
+            store_ptr = std::make_unique<adapters::postgres_job_store>(adapters::postgres_job_store_options{
+                .conninfo = *store_uri,
+                .log_failure = [&logs](std::string_view why) {
+                    logs.line("{\"time\":\"" + now_text() + "\",\"kind\":\"store\",\"level\":\"warning\","
+                              "\"message\":" + json_string(why) + "}");
+                }});
+        } catch (const std::system_error& e) {
+            // libpq's reason names the host and user, never a password; it
+            // spans lines, the log line does not.
+            std::string why = e.what();
+            for (char& c : why)
+                if (c == '\n' || c == '\t')
+                    c = ' ';
+            std::fprintf(stderr, "exportengine serve: %s\n", why.c_str());
+            return 1;
+        }
+#endif
+    }
+    job_store& store = *store_ptr;
     adapters::filesystem_sink files((data_dir / "files").string());
     adapters::sqlite_data_source data(*source);
     system_time_source clock;

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""`exportengine serve --store postgresql://…` end to end: two server
+processes on one throwaway PostgreSQL 15 job store (tests/tools/pg_cluster.py)
+and one shared --data-dir, on 127.0.0.1.
+
+- an export created on node A is listed, finished and downloaded through
+  node B, byte for byte the same file from either node;
+- both nodes list the same exports; after both stop (SIGTERM) and one starts
+  again, the export is still there;
+- a --store that is not a PostgreSQL URI is a usage error (exit 2, one line);
+  a store that cannot be reached is exit 1 with a reason that never shows
+  the URI's password.
+
+    serve_postgres_test.py path/to/exportengine
+
+Exit 77 (skipped) when no PostgreSQL cluster can start, except under
+CI=true, where that fails.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pg_cluster  # noqa: E402
+import server_process  # noqa: E402
+
+EXE = None
+PG = None
+TMP = None
+SOURCE = None
+KEY = "pg-key"
+
+
+class Node:
+    """One `serve` process on the shared store and data directory."""
+
+    def __init__(self, name):
+        self.log = open(os.path.join(TMP, f"{name}.log"), "ab")
+        self.proc = subprocess.Popen(
+            [EXE, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(TMP, "data"),
+             "--source", SOURCE, "--store", PG.uri, "--api-key", f"{KEY}:1", "--quiet"],
+            stdout=subprocess.PIPE, stderr=self.log)
+        line = server_process.read_line(self.proc, 30).strip()
+        if not line.startswith("listening on "):
+            server_process.kill(self.proc, self.log)
+            raise AssertionError(f"{name} did not start: {line!r}; see {self.log.name}")
+        self.url = urllib.parse.urlparse(line[len("listening on "):])
+
+    def call(self, method, path, body=None):
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}"})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, data
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None):
+        status, data = self.call(method, path, body)
+        return status, json.loads(data) if data else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        rc = self.proc.poll()
+        server_process.kill(self.proc, self.log)
+        return rc
+
+
+def wait_available(node, export_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = node.json("GET", f"/exports/{export_id}")
+        if status == 200:
+            return body
+        assert body["error"]["code"] == "EXPORT_NOT_READY", body
+        time.sleep(0.05)
+    raise AssertionError(f"{export_id} was not available after {timeout} s")
+
+
+def download(link):
+    url = urllib.parse.urlparse(link["url"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", url.path + "?" + url.query)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+class ServeOnPostgres(unittest.TestCase):
+    def test_1_two_nodes_one_store(self):
+        a, b = Node("a"), Node("b")
+        try:
+            status, created = a.json("POST", "/exports/contacts", json.dumps({"listIds": [1]}))
+            self.assertEqual(status, 202, created)
+            export_id = created["exportId"]
+
+            link_b = wait_available(b, export_id)
+            status, from_b = download(link_b)
+            self.assertEqual(status, 200)
+            self.assertTrue(from_b.startswith(b"id,phoneNumber,"), from_b[:80])
+            self.assertEqual(len(from_b), link_b["fileSize"])
+            status, link_a = a.json("GET", f"/exports/{export_id}")
+            self.assertEqual(status, 200)
+            self.assertEqual(download(link_a), (200, from_b))
+
+            _, list_a = a.json("GET", "/exports?limit=100")
+            _, list_b = b.json("GET", "/exports?limit=100")
+            self.assertEqual([e["exportId"] for e in list_a["exports"]],
+                             [e["exportId"] for e in list_b["exports"]])
+            self.assertIn(export_id, [e["exportId"] for e in list_a["exports"]])
+        finally:
+            self.assertEqual(a.stop(), 0)
+            self.assertEqual(b.stop(), 0)
+
+        again = Node("a-again")
+        try:
+            _, listing = again.json("GET", "/exports?limit=100")
+            found = [e for e in listing["exports"] if e["exportId"] == export_id]
+            self.assertEqual(len(found), 1)
+            self.assertEqual(found[0]["status"], "available")
+        finally:
+            self.assertEqual(again.stop(), 0)
+
+    def test_2_a_store_that_is_not_postgres_is_a_usage_error(self):
+        r = subprocess.run([EXE, "serve", "--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,
+                            "--api-key", f"{KEY}:1", "--store", "mysql://root@127.0.0.1/x"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("--store", r.stderr)
+
+    def test_3_an_unreachable_store_never_shows_its_password(self):
+        r = subprocess.run([EXE, "serve", "--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,
+                            "--api-key", f"{KEY}:1", "--listen", "127.0.0.1:0",
+                            "--store", "postgresql://someone:hunter2secret@127.0.0.1:1/nothing"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("job store", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertNotIn("hunter2secret", r.stderr + r.stdout)
+
+
+def main():
+    global EXE, PG, TMP, SOURCE
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    EXE = os.path.abspath(sys.argv.pop(1))
+    PG = pg_cluster.cluster_or_skip()
+    if PG is None:
+        return 77
+    TMP = tempfile.mkdtemp(prefix="exportengine-serve-pg-")
+    try:
+        SOURCE = os.path.join(TMP, "source.db")
+        subprocess.run([EXE, "seed", "--db", SOURCE, "--accounts", "2", "--contacts", "3000", "--lists", "2",
+                        "--campaigns", "1", "--reports", "100", "--force"], check=True, stdout=subprocess.DEVNULL)
+        result = unittest.main(exit=False, verbosity=2).result
+        return 0 if result.wasSuccessful() else 1
+    finally:
+        PG.stop()
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
