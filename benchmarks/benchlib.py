@@ -1,7 +1,7 @@
 """Timing helpers shared by the benchmark scripts (sqlite_export.py,
 writer_and_gzip.py, compare.py): one way to run a command under GNU time,
 take the median, warm the page cache, see whether the rest of the machine
-disturbed a run, and describe the machine.
+disturbed a run, and describe the machine and the commit a build came from.
 
 Peak RSS comes from GNU time (`/usr/bin/time`, Debian package `time`): a
 child forked from this Python process would inherit Python's high-water mark
@@ -135,5 +135,22 @@ def cpu_model():
 
 
 def machine():
-    """One line: host, cores, CPU model, kernel."""
-    return f"{platform.node()}: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}"
+    """One line: host, cores, CPU model, memory, kernel."""
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.node()}: {os.cpu_count()} cores, {cpu_model()}, {mem_gib:.0f} GiB, "
+            f"{platform.system()} {platform.release()}")
+
+
+def git_revision(path, width=90):
+    """`<short hash> <subject>` of the HEAD of the git tree holding `path` (a
+    file or directory), marked when the tree has uncommitted changes; None
+    outside a git tree."""
+    d = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    try:
+        head = subprocess.run(["git", "-C", d, "log", "-1", "--format=%h %s"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", d, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head[:width] + (" (with uncommitted changes)" if dirty else "")

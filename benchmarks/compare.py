@@ -1133,8 +1133,7 @@ def write_page(h, path, argv):
              "sources (SQLite file, PostgreSQL database directory, DuckDB file) are read once before each round; "
              "`sync` before every run, so no run pays for the last one's write-back. Outputs go to "
              f"`{h.keep}` (local disk). Whole harness: {(time.time() - h.t_start) / 60:.1f} min.\n")
-    L.append(f"Machine: {benchlib.machine()}, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
-             f" GiB.\n")
+    L.append(f"Machine: {benchlib.machine()}.\n")
     L.append("| software | version |\n|---|---|")
     for k, v in tool_versions(h):
         L.append(f"| {k} | {cell(v)} |")

@@ -18,18 +18,17 @@ import subprocess
 import sys
 import time
 
+import benchlib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def revision(bindir):
-    try:
-        top = subprocess.run(["git", "-C", bindir, "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        return subprocess.run(["git", "-C", top, "log", "-1", "--format=%h %s"], capture_output=True, text=True,
-                              check=True).stdout.strip()[:80]
-    except (OSError, subprocess.CalledProcessError):
-        mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(os.path.join(bindir, "bench_engine"))))
-        return f"not in a git tree (bench_engine built {mtime})"
+    rev = benchlib.git_revision(bindir, width=80)
+    if rev is not None:
+        return rev
+    mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(os.path.join(bindir, "bench_engine"))))
+    return f"not in a git tree (bench_engine built {mtime})"
 
 
 def run(bindir, what):

@@ -62,6 +62,8 @@ sys.dont_write_bytecode = True  # leave no __pycache__ in tests/tools
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "tools"))
 import server_process  # noqa: E402  (tests/tools: first stdout line with a deadline, kill for good)
 
+import benchlib  # noqa: E402  (this directory: the machine and a build's commit)
+
 KEYS = {"key-alpha": 1, "key-beta": 2}
 A, B = "key-alpha", "key-beta"
 # A fixed link-signing key (64 hex digits), so that the script can sign a
@@ -851,17 +853,7 @@ def run(server, plan, log):
 
 
 def revision(exe):
-    d = os.path.dirname(os.path.abspath(exe))
-    try:
-        top = subprocess.run(["git", "-C", d, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        desc = subprocess.run(["git", "-C", top, "describe", "--always", "--tags", "--dirty"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        full = subprocess.run(["git", "-C", top, "log", "-1", "--format=%H %s"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        rev = f"`{desc}` — {full[:110]}"
-    except (OSError, subprocess.CalledProcessError):
-        rev = "not in a git tree"
+    rev = benchlib.git_revision(exe, width=110) or "not in a git tree"
     mtime = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(exe)))
     try:
         v = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
@@ -869,17 +861,6 @@ def revision(exe):
     except (OSError, subprocess.TimeoutExpired):
         version = "(no --version)"
     return rev, mtime, version
-
-
-def machine():
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return f"nproc {nproc}, {cpu}, Linux {os.uname().release}"
 
 
 def md_cell(s):
@@ -891,7 +872,7 @@ def write_page(path, argv, builds, rows, diffs, elapsed, server_args, notes):
     L = [f"# `exportengine serve`, before and after: the HTTP conversation byte for byte — "
          f"{datetime.date.today().isoformat()}", "",
          f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %z')}. "
-         f"Machine: {machine()}.", "",
+         f"Machine: {benchlib.machine()}.", "",
          "Command:", "", "    " + " ".join(["python3", "benchmarks/http_ab.py"] + argv), "",
          "| build | binary | built | `--version` | tree (`git describe`) and commit |", "|---|---|---|---|---|"]
     for name, (exe, (rev, mtime, version)) in builds.items():

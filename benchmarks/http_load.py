@@ -41,6 +41,8 @@ import tempfile
 import time
 import urllib.parse
 
+import benchlib
+
 
 def run_wrk(url, key, connections, threads, duration):
     out = subprocess.run(
@@ -97,25 +99,12 @@ def wait_available(api, export_id, timeout=600):
 ROUTES = (("list", "GET /exports?limit=10"), ("get", "GET /exports/{id}"))
 
 
-def machine():
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="utf-8") as f:
-        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
-    return f"{os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, Linux {os.uname().release}"
-
-
 def commit():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return head + (" (with uncommitted changes: these figures do not belong to a commit)" if dirty else "")
+    """This tree's commit; a page written from uncommitted changes says so."""
+    rev = benchlib.git_revision(os.path.dirname(os.path.abspath(__file__)))
+    if rev is None:
+        return "unknown (not in a git tree)"
+    return rev.replace("(with uncommitted changes)", "(with uncommitted changes: these figures do not belong to a commit)")
 
 
 def earlier_medians(page):
@@ -137,7 +126,7 @@ def earlier_medians(page):
 def write_page(path, a, results, argv):
     today = datetime.date.today().isoformat()
     L = [f"# HTTP server figures, {today}\n",
-         f"Machine: {machine()}. Build: the release preset (`{a.bin}`). Commit: {commit()}.\n",
+         f"Machine: {benchlib.machine()}. Build: the release preset (`{a.bin}`). Commit: {commit()}.\n",
          "Command:\n", "    " + " ".join(["python3", "benchmarks/http_load.py"] + argv) + "\n",
          f"{results['jobs_in_store']:,} one-row exports queued through the API and processed before "
          f"the wrk runs; one account's {a.download_rows:,} seeded contacts for the download.\n",
@@ -226,22 +215,15 @@ def download_speeds(api, runs):
     return {"bytes": link["fileSize"], "MBps_median": statistics.median(speeds), "MBps_runs": speeds}
 
 
-def describe(binary):
-    """`<commit> <subject>` of the git tree a binary was built in, or its path."""
-    d = os.path.dirname(os.path.abspath(binary))
-    out = subprocess.run(["git", "-C", d, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
-    return out.stdout.strip()[:90] if out.returncode == 0 else "not in a git tree"
-
-
 def write_ab_page(path, a, before, after, argv):
     """--before: both builds' wrk runs, interleaved, and the medians' change."""
     today = datetime.date.today().isoformat()
     L = [f"# HTTP server, two builds interleaved, {today}\n",
-         f"Machine: {machine()}. Commit of this tree: {commit()}.\n",
+         f"Machine: {benchlib.machine()}. Commit of this tree: {commit()}.\n",
          "Command:\n", "    " + " ".join(["python3", "benchmarks/http_load.py"] + argv) + "\n",
          "| build | binary | revision |", "|---|---|---|",
-         f"| before | `{a.before}` | {describe(a.before)} |",
-         f"| after | `{a.bin}` | {describe(a.bin)} |", "",
+         f"| before | `{a.before}` | {benchlib.git_revision(a.before) or 'not in a git tree'} |",
+         f"| after | `{a.bin}` | {benchlib.git_revision(a.bin) or 'not in a git tree'} |", "",
          f"Each build serves the same seeded source ({a.download_rows:,} contacts of one account) from its own "
          f"data directory, with {a.jobs:,} one-row exports queued and processed; both servers run at once and "
          f"stay idle while the other is measured. wrk -t{a.threads} -c{a.connections} -d{a.duration}s "

@@ -14,8 +14,8 @@
 //   drops what it held.
 // - abort() drops the temporary data; the destructor does the same when
 //   neither was called.
-// - Keys the engine generates are `[A-Za-z0-9._-]`, 1 to 128 bytes, not
-//   starting with '.'; anything else is refused before the store is touched.
+// - Keys the engine generates pass exportengine::is_valid_object_key
+//   (sink.hpp); anything else is refused before the store is touched.
 // - It serves its own bytes (open_read), so downloads go through the HMAC-
 //   signed route. A store with presigned URLs would override download_url
 //   instead.
@@ -54,7 +54,7 @@ public:
 
     std::unique_ptr<ee::sink_writer> create(std::string_view key, error_code& ec) override
     {
-        if (!valid_key(key)) {
+        if (!ee::is_valid_object_key(key)) {
             ec = ee::errc::invalid_request;
             return nullptr;
         }
@@ -64,7 +64,7 @@ public:
 
     void remove(std::string_view key, error_code& ec) override
     {
-        if (!valid_key(key)) {
+        if (!ee::is_valid_object_key(key)) {
             ec = ee::errc::invalid_request;
             return;
         }
@@ -76,7 +76,7 @@ public:
     std::unique_ptr<ee::object_reader> open_read(std::string_view key, ee::read_range range,
                                                  error_code& ec) const override
     {
-        if (!valid_key(key)) {
+        if (!ee::is_valid_object_key(key)) {
             ec = ee::errc::invalid_request;
             return nullptr;
         }
@@ -204,15 +204,6 @@ private:
         std::shared_ptr<const std::string> object_;
     };
 
-    static bool valid_key(std::string_view key) noexcept
-    {
-        if (key.empty() || key.size() > 128 || key.front() == '.')
-            return false;
-        return std::all_of(key.begin(), key.end(), [](char c) {
-            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.'
-                   || c == '_' || c == '-';
-        });
-    }
 
     std::size_t quota_;
     mutable std::mutex mutex_;

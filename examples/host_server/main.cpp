@@ -38,6 +38,7 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
 
 #include <unistd.h>
 
@@ -192,15 +193,15 @@ struct client {
     }
 };
 
-/// The value of `"key":"..."` in a flat JSON text (enough for a self-test).
-std::string json_string_field(const std::string& json, const std::string& key)
+/// The string member `key` of a JSON object body, or "" when there is none.
+std::string json_string_field(const std::string& body, std::string_view key)
 {
-    const std::string needle = "\"" + key + "\":\"";
-    const std::size_t at = json.find(needle);
-    if (at == std::string::npos)
+    boost::system::error_code ec;
+    const boost::json::value v = boost::json::parse(body, ec);
+    if (ec || !v.is_object())
         return {};
-    const std::size_t start = at + needle.size();
-    return json.substr(start, json.find('"', start) - start);
+    const boost::json::value* member = v.as_object().if_contains(key);
+    return member && member->is_string() ? std::string(member->as_string()) : std::string{};
 }
 
 int check(bool ok, const std::string& what)

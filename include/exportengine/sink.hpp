@@ -169,12 +169,29 @@ private:
     std::uint64_t cursor_ = 0;
 };
 
+/// Whether `key` is an object key every storage_sink accepts: 1 to 128
+/// bytes of `[A-Za-z0-9._-]`, not starting with '.' (so never "." or "..",
+/// never a path). The engine only makes such keys; a sink refuses any other
+/// with errc::invalid_request before touching its storage.
+[[nodiscard]] constexpr bool is_valid_object_key(std::string_view key) noexcept
+{
+    if (key.empty() || key.size() > 128 || key.front() == '.')
+        return false;
+    for (const char c : key) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+                        || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 class storage_sink {
 public:
     virtual ~storage_sink() = default;
 
-    /// Starts writing the object `key`: 1 to 128 bytes of `[A-Za-z0-9._-]`,
-    /// not starting with `.` (anything else is errc::invalid_request).
+    /// Starts writing the object `key` (is_valid_object_key; anything else
+    /// is errc::invalid_request).
     virtual std::unique_ptr<sink_writer> create(std::string_view key,
                                                 boost::system::error_code& ec) = 0;
 

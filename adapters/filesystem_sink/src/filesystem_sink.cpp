@@ -23,7 +23,6 @@
 namespace exportengine::adapters {
 namespace {
 
-constexpr std::size_t max_key_size = 128;
 constexpr std::string_view temp_prefix = ".tmp-";
 
 boost::system::error_code errno_code(int e) noexcept
@@ -457,15 +456,7 @@ private:
 
 bool filesystem_sink::is_valid_key(std::string_view key) noexcept
 {
-    if (key.empty() || key.size() > max_key_size || key.front() == '.')
-        return false;
-    for (const char c : key) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-                        || c == '.' || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return is_valid_object_key(key);
 }
 
 filesystem_sink::filesystem_sink(std::string directory, filesystem_ops ops)

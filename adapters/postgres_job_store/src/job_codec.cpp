@@ -2,7 +2,7 @@
 
 #include "pq.hpp"
 
-#include <exportengine/detail/job_json.hpp>
+#include <exportengine/detail/job_store_support.hpp>
 
 #include <boost/json.hpp>
 
@@ -13,7 +13,7 @@
 namespace exportengine::adapters::pg_detail {
 
 // The filter and metadata are kept as JSON, one encoding for every store
-// (exportengine/detail/job_json.hpp).
+// (exportengine/detail/job_store_support.hpp).
 using exportengine::detail::decode_filter;
 using exportengine::detail::decode_metadata;
 

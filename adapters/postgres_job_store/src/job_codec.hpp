@@ -2,22 +2,13 @@
 // export_job, refusals, time in milliseconds. Private to the adapter.
 #pragma once
 
-#include <exportengine/error.hpp>
-#include <exportengine/detail/job_json.hpp>
+#include <exportengine/detail/job_store_support.hpp>
 #include <exportengine/export_job.hpp>
-
-#include <algorithm>
-#include <cstdint>
-#include <limits>
-#include <map>
-#include <stdexcept>
-#include <string>
-#include <variant>
 
 namespace exportengine::adapters::pg_detail {
 
 /// The typed filter and export_request::metadata as stored: JSON, one
-/// encoding for every store (exportengine/detail/job_json.hpp).
+/// encoding for every store (exportengine/detail/job_store_support.hpp).
 using exportengine::detail::encode_filter;
 using exportengine::detail::encode_metadata;
 
@@ -32,32 +23,13 @@ class result;
     "version"
 constexpr int job_column_count = 24;
 
-// Thrown inside an operation to roll its transaction back and report `code`
-// (a refusal the caller should see, not a store failure).
-struct refusal {
-    errc code;
-};
-
-// A store invariant broke (a corrupt row, an illegal transition): the
-// operation fails with store_failed and its transaction rolls back.
-[[noreturn]] inline void corrupt(const char* what) { throw std::runtime_error(what); }
-
-inline void require_legal(export_status from, export_status to)
-{
-    if (!is_legal_transition(from, to))
-        corrupt("illegal job state transition");
-}
-
-inline std::int64_t to_ms(timestamp t) noexcept { return t.time_since_epoch().count(); }
-inline timestamp from_ms(std::int64_t ms) noexcept { return timestamp{std::chrono::milliseconds{ms}}; }
-
-inline std::int64_t clamp_limit(std::size_t n) noexcept
-{
-    return static_cast<std::int64_t>(
-        std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-}
-
-
+// Shared with every job store (exportengine/detail/job_store_support.hpp).
+using exportengine::detail::clamp_limit;
+using exportengine::detail::corrupt;
+using exportengine::detail::from_ms;
+using exportengine::detail::refusal;
+using exportengine::detail::require_legal;
+using exportengine::detail::to_ms;
 
 /// The job in row `row` of `r`, which selected EE_PG_JOB_COLUMNS first.
 /// Throws (a store failure) on a row that is not a valid job.

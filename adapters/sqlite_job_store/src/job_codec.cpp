@@ -4,7 +4,7 @@
 
 #include <SQLiteCpp/Column.h>
 
-#include <exportengine/detail/job_json.hpp>
+#include <exportengine/detail/job_store_support.hpp>
 
 #include <boost/json.hpp>
 
@@ -14,7 +14,7 @@
 namespace exportengine::adapters::sqlite_store_detail {
 
 // The filter and metadata are kept as JSON, one encoding for every store
-// (exportengine/detail/job_json.hpp).
+// (exportengine/detail/job_store_support.hpp).
 using exportengine::detail::decode_filter;
 using exportengine::detail::decode_metadata;
 

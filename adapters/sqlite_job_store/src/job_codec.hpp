@@ -2,7 +2,7 @@
 // the adapter.
 #pragma once
 
-#include <exportengine/detail/job_json.hpp>
+#include <exportengine/detail/job_store_support.hpp>
 #include <exportengine/export_job.hpp>
 
 #include <SQLiteCpp/Statement.h>
@@ -14,7 +14,7 @@
 namespace exportengine::adapters::sqlite_store_detail {
 
 /// The typed filter and export_request::metadata as stored: JSON, one
-/// encoding for every store (exportengine/detail/job_json.hpp).
+/// encoding for every store (exportengine/detail/job_store_support.hpp).
 using exportengine::detail::encode_filter;
 using exportengine::detail::encode_metadata;
 

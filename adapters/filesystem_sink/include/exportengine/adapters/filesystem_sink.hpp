@@ -146,7 +146,8 @@ public:
     /// The absolute path of the directory.
     [[nodiscard]] const std::string& directory() const noexcept { return directory_; }
 
-    /// True when `key` is a valid key (see the class comment). Touches nothing.
+    /// True when `key` is a valid key (see the class comment): the rule of
+    /// every sink, is_valid_object_key. Touches nothing.
     [[nodiscard]] static bool is_valid_key(std::string_view key) noexcept;
 
 private:

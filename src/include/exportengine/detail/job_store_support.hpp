@@ -1,17 +1,19 @@
-// exportengine/detail/job_json.hpp — private: how a job store keeps a
-// request's filter and metadata as JSON text. One encoding for every store
-// (SQLite, PostgreSQL), so a job reads back the same from either. Not
-// installed; the stores link Boost.JSON themselves. A text that is not such
-// JSON throws (boost::system::system_error, std::out_of_range,
-// std::runtime_error), which each store reports as a corrupt row.
+// exportengine/detail/job_store_support.hpp — private: what every job store
+// adapter (SQLite, PostgreSQL) needs the same way: refusals and broken
+// invariants inside a transaction, instants as milliseconds, and the JSON
+// a request's filter and metadata are kept as (one encoding, so a job reads
+// back the same from either store). Not installed; the stores link
+// Boost.JSON themselves.
 #pragma once
 
+#include <exportengine/error.hpp>
 #include <exportengine/export_job.hpp>
 
 #include <boost/json.hpp>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -21,14 +23,29 @@
 
 namespace exportengine::detail {
 
-inline std::int64_t job_json_ms(timestamp t) noexcept
+// Thrown inside an operation to roll its transaction back and report `code`
+// (a refusal the caller should see, not a store failure).
+struct refusal {
+    errc code;
+};
+
+// A store invariant broke (a corrupt row, an illegal transition): the
+// operation fails with store_failed and its transaction rolls back.
+[[noreturn]] inline void corrupt(const char* what) { throw std::runtime_error(what); }
+
+inline void require_legal(export_status from, export_status to)
 {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    if (!is_legal_transition(from, to))
+        corrupt("illegal job state transition");
 }
 
-inline timestamp job_json_time(std::int64_t ms) noexcept
+inline std::int64_t to_ms(timestamp t) noexcept { return t.time_since_epoch().count(); }
+inline timestamp from_ms(std::int64_t ms) noexcept { return timestamp{std::chrono::milliseconds{ms}}; }
+
+inline std::int64_t clamp_limit(std::size_t n) noexcept
 {
-    return timestamp{std::chrono::milliseconds{ms}};
+    return static_cast<std::int64_t>(
+        std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
 }
 
 // ---------------------------------------------------------------------------
@@ -52,9 +69,9 @@ inline std::string encode_filter(const std::variant<contacts_filter, delivery_re
         if (d.campaign_id)
             o["campaignId"] = *d.campaign_id;
         if (d.start)
-            o["start"] = job_json_ms(*d.start);
+            o["start"] = to_ms(*d.start);
         if (d.end)
-            o["end"] = job_json_ms(*d.end);
+            o["end"] = to_ms(*d.end);
         if (!d.start_text.empty())
             o["startText"] = d.start_text;
         if (!d.end_text.empty())
@@ -71,7 +88,6 @@ inline std::string encode_metadata(const std::map<std::string, std::string>& met
         o[key] = value;
     return boost::json::serialize(o);
 }
-
 
 inline std::vector<std::int64_t> decode_ids(const boost::json::object& o, const char* name)
 {
@@ -105,13 +121,13 @@ inline std::variant<contacts_filter, delivery_reports_filter> decode_filter(cons
     if (kind == "contacts")
         return contacts_filter{decode_ids(o, "listIds"), decode_ids(o, "contactIds")};
     if (kind != "deliveryReports")
-        throw std::runtime_error("unknown filter kind"); // the store reports it as corrupt
+        corrupt("unknown filter kind");
     delivery_reports_filter d;
     d.campaign_id = decode_optional(o, "campaignId");
     if (auto ms = decode_optional(o, "start"))
-        d.start = job_json_time(*ms);
+        d.start = from_ms(*ms);
     if (auto ms = decode_optional(o, "end"))
-        d.end = job_json_time(*ms);
+        d.end = from_ms(*ms);
     d.start_text = decode_text(o, "startText");
     d.end_text = decode_text(o, "endText");
     return d;
