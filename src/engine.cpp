@@ -140,6 +140,9 @@ struct engine::impl : detail::engine_core {
     detail::scheduler scheduler{*this, transitions};
     detail::sweeper sweeper{*this, transitions, [this] { scheduler.wake(); }};
     std::thread ctl_thread;
+    /// Other processes' work, as the store tells it (nullptr: poll only).
+    /// Set and reset on ctl; reset last in the destructor.
+    std::unique_ptr<store_watch> work_watch;
 
     // ctl only.
     bool started = false;
@@ -163,6 +166,7 @@ struct engine::impl : detail::engine_core {
         ctl.stop();
         if (ctl_thread.joinable())
             ctl_thread.join();
+        work_watch.reset(); // no wake-up after this
         job_pool.stop();
         job_pool.join();
         io_pool.stop();
@@ -207,6 +211,11 @@ struct engine::impl : detail::engine_core {
             co_return;
         asio::co_spawn(ctl, scheduler.run(), asio::detached);
         asio::co_spawn(ctl, sweeper.run(), asio::detached);
+        try {
+            work_watch = store.watch([this] { scheduler.wake(); });
+        } catch (const std::exception& e) {
+            log(log_level::warning, std::string("no wake-ups from the store (polling): ") + e.what());
+        }
     }
 
     asio::awaitable<void> run_stop(std::chrono::milliseconds deadline)
@@ -215,6 +224,7 @@ struct engine::impl : detail::engine_core {
         accepting = false;
         waits.refuse_new();
         sweeper.stop();
+        work_watch.reset();
         co_await scheduler.stop(deadline);
         co_await sweeper.wait_stopped(); // a sweep in progress finishes first
         // Jobs that finished during the grace period have completed their

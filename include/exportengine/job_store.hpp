@@ -98,6 +98,8 @@
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -200,6 +202,12 @@ struct file_to_delete {
     friend bool operator==(const file_to_delete&, const file_to_delete&) = default;
 };
 
+/// A watch on a job store (job_store::watch): it ends when destroyed.
+class store_watch {
+public:
+    virtual ~store_watch() = default;
+};
+
 class job_store {
 public:
     virtual ~job_store() = default;
@@ -208,6 +216,21 @@ public:
     /// rather than the caller's `now` (see "Clock" above). A store that says
     /// false uses exactly the instants it is given.
     [[nodiscard]] virtual bool uses_own_clock() const noexcept { return false; }
+
+    /// Wake-ups across processes (optional). The engine looks for work queued
+    /// by other processes every `poll_interval`; a store shared by several
+    /// processes may tell it sooner. `on_work` is then called, from a thread
+    /// of the store's, whenever another process may have queued a job or
+    /// freed a running slot, until the returned watch is destroyed (which
+    /// waits for a call in progress). It is a hint: calls may be spurious or
+    /// missed, so polling stays. `on_work` must not block or throw. The
+    /// watch must be destroyed before the store. Default: none (nullptr);
+    /// the engine then only polls.
+    virtual std::unique_ptr<store_watch> watch(std::function<void()> on_work)
+    {
+        (void)on_work;
+        return nullptr;
+    }
 
     /// Inserts a queued job (attempt 0, version 1), or with `key` returns the
     /// job the key created at or after `key->not_before` (created = false,

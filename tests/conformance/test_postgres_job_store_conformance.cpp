@@ -104,6 +104,27 @@ TEST_CASE("postgres_job_store keeps the job_store contract", "[postgres][store][
     });
 }
 
+TEST_CASE("postgres_job_store keeps the contract poll-only, without prepared statements (a pooler's mode)",
+          "[postgres][store][conformance]")
+{
+    EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
+    postgres_job_store* latest = nullptr;
+    ee::testing::run_job_store_conformance({
+        .make =
+            [&] {
+                auto s = std::make_unique<postgres_job_store>(
+                    postgres_job_store_options{.conninfo = pg->uri(),
+                                               .schema = fresh_schema("pooler"),
+                                               .notifications = false,
+                                               .prepared_statements = false});
+                s->advance_clock_for_testing(0ms);
+                latest = s.get();
+                return s;
+            },
+        .advance_store_clock = [&](std::chrono::milliseconds d) { latest->advance_clock_for_testing(d); },
+    });
+}
+
 TEST_CASE("postgres_job_store migrations: idempotent, concurrent, a newer schema refused", "[postgres][store]")
 {
     EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
@@ -383,6 +404,7 @@ TEST_CASE("postgres_job_store: a dropped connection fails one call, the next rec
     const std::string app = "ee_drop_test";
     std::mutex mu;
     std::vector<std::string> logged;
+    // (Poll only: the wake-ups' own connection would share the name.)
     postgres_job_store store({.conninfo = pg->uri() + "?application_name=" + app,
                               .schema = fresh_schema("drop"),
                               .max_connections = 1,
@@ -390,7 +412,8 @@ TEST_CASE("postgres_job_store: a dropped connection fails one call, the next rec
                                   [&](std::string_view line) {
                                       std::lock_guard lock(mu);
                                       logged.emplace_back(line);
-                                  }});
+                                  },
+                              .notifications = false});
     error_code ec;
     store.create({"j", 1, request_of(1), wall_now()}, std::nullopt, ec);
     REQUIRE_FALSE(ec);
@@ -421,8 +444,10 @@ TEST_CASE("postgres_job_store: after every connection dropped, one call fails, n
 {
     EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
     const std::string app = "ee_drop_all_test";
-    postgres_job_store store(
-        {.conninfo = pg->uri() + "?application_name=" + app, .schema = fresh_schema("drop_all"), .max_connections = 4});
+    postgres_job_store store({.conninfo = pg->uri() + "?application_name=" + app,
+                              .schema = fresh_schema("drop_all"),
+                              .max_connections = 4,
+                              .notifications = false});
     error_code ec;
     store.create({"j", 1, request_of(1), wall_now()}, std::nullopt, ec);
     REQUIRE_FALSE(ec);

@@ -3,6 +3,7 @@
 #include "job_codec.hpp"
 #include "pq.hpp"
 #include "schema.hpp"
+#include "wakeups.hpp"
 
 #include <exportengine/error.hpp>
 
@@ -28,40 +29,69 @@ namespace {
 // The SQL. Instants are bigint milliseconds; $-parameters in text format.
 
 namespace sql {
-// The transaction and the store's clock in one round trip.
-const char* const begin_clock = "BEGIN; SELECT floor(extract(epoch FROM now()) * 1000)::bigint";
-const char* const begin_relaxed_clock =
-    "BEGIN; SET LOCAL synchronous_commit = off; SELECT floor(extract(epoch FROM now()) * 1000)::bigint";
+// Most calls are one statement in one round trip, as a named prepared
+// statement (parsed and planned once per connection). The store's clock is
+// read inside the statement: EE_NOW(n) is the database's now() in
+// milliseconds, or parameter $n when it is not NULL (the frozen test clock,
+// or the instant of the transaction a statement runs in).
+#define EE_NOW(n) "COALESCE($" #n "::bigint, floor(extract(epoch FROM now()) * 1000)::bigint)"
+
+const char* const begin = "BEGIN";
 const char* const begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+const char* const commit = "COMMIT";
+const char* const relaxed = "SET LOCAL synchronous_commit = off";
 const char* const clock = "SELECT floor(extract(epoch FROM now()) * 1000)::bigint";
 
-const char* const job_by_id = "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE id = $1";
+constexpr statement job_by_id{"ee_job", "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE id = $1"};
+// The transaction's clock (now() is the transaction's start), or $1.
+constexpr statement now{"ee_now", "SELECT " EE_NOW(1)};
 
-const char* const insert_job =
+// $9: the clock.
+constexpr statement insert_job{
+    "ee_insert",
     "INSERT INTO jobs (id, account_id, type, filter_json, compression, delimiter, bom, "
     "metadata_json, status, created_at, updated_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9) RETURNING " EE_PG_JOB_COLUMNS;
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', " EE_NOW(9) ", " EE_NOW(9) ") RETURNING " EE_PG_JOB_COLUMNS};
 // Two uses of one new key at once: the second waits for the first's commit
 // and then finds its key (instead of both creating a job).
-const char* const lock_key =
-    "SELECT pg_advisory_xact_lock(hashtextextended('exportengine.key:' || $1 || ':' || $2, 0))";
-const char* const find_key =
-    "SELECT request_hash, job_id, created_at FROM idempotency_keys WHERE account_id = $1 AND \"key\" = $2";
-const char* const put_key =
+constexpr statement lock_key{
+    "ee_lock_key", "SELECT pg_advisory_xact_lock(hashtextextended('exportengine.key:' || $1 || ':' || $2, 0))"};
+// Whether the key's use is recent enough to be answered: created at or
+// after the clock ($3) plus the window's offset $4 (negative).
+constexpr statement find_key{"ee_find_key",
+                             "SELECT request_hash, job_id, created_at >= " EE_NOW(3) " + $4 "
+                             "FROM idempotency_keys WHERE account_id = $1 AND \"key\" = $2"};
+// $5: the clock.
+constexpr statement put_key{
+    "ee_put_key",
     "INSERT INTO idempotency_keys (account_id, \"key\", request_hash, job_id, created_at) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, \"key\") DO UPDATE SET "
-    "request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at";
+    "VALUES ($1, $2, $3, $4, " EE_NOW(5) ") ON CONFLICT (account_id, \"key\") DO UPDATE SET "
+    "request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at"};
 
-const char* const count_account = "SELECT COALESCE((SELECT total FROM account_queue WHERE account_id = $1), 0)";
-const char* const page_account = "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE account_id = $1 "
-                                 "ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3";
+// One page and the account's total in one statement (one snapshot): the
+// page's columns, then the total; a page with no jobs is one row whose job
+// columns are NULL.
+constexpr statement list_page{
+    "ee_list",
+    "SELECT page.*, counts.total FROM "
+    "(SELECT COALESCE((SELECT total FROM account_queue WHERE account_id = $1), 0) AS total) counts "
+    "LEFT JOIN LATERAL (SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE account_id = $1 "
+    "ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) page ON true"};
 
-// The claim: the account first (the first one by the fairness order whose
-// row no one else holds, locked until commit), then its oldest queued job
-// (locked too), then the compare-and-set. $1 limit, $2 owner, $3 lease end,
-// $4 now.
-const char* const claim =
-    "WITH account AS ("
+// The claim, in one statement: the account first (the first one by the
+// fairness order whose row no one else holds, locked until commit), then
+// its oldest queued job (locked too), the compare-and-set, the account's
+// turn stamped, and — for a claim with token t > 1 — the previous claim's
+// file recorded for the sweep (it may exist: that claim may have published
+// before it lost its lease). The key is export_file_key(job, t - 1) as
+// export_job.cpp makes it: "<id>-<token>.csv" or ".csv.gz" (the conformance
+// suite checks the two agree). The per-account counts follow through the
+// trigger, after the statement. $1 limit, $2 owner, $3 lease duration
+// (ms), $4 clock.
+constexpr statement claim{
+    "ee_claim",
+    "WITH clock AS (SELECT " EE_NOW(4) " AS now_ms"
+    "), account AS ("
     "  SELECT account_id FROM account_queue"
     "  WHERE queued > 0 AND running < $1"
     "  ORDER BY running, last_claim, account_id"
@@ -71,84 +101,130 @@ const char* const claim =
     "  WHERE status = 'queued' AND account_id = (SELECT account_id FROM account)"
     "  ORDER BY created_at, id"
     "  LIMIT 1 FOR UPDATE SKIP LOCKED"
-    ") "
-    "UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = $2, "
-    "lease_token = lease_token + 1, lease_expires_at = $3, updated_at = $4, row_count = 0, "
-    "error_code = NULL, error_message = NULL, version = version + 1 "
-    "FROM candidate WHERE id = candidate_id AND status = 'queued' "
-    "RETURNING " EE_PG_JOB_COLUMNS;
-const char* const take_turn =
-    "UPDATE account_queue SET last_claim = nextval('claim_turns') WHERE account_id = $1";
+    "), claimed AS ("
+    "  UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = $2, "
+    "  lease_token = lease_token + 1, lease_expires_at = clock.now_ms + $3, updated_at = clock.now_ms, "
+    "  row_count = 0, error_code = NULL, error_message = NULL, version = version + 1 "
+    "  FROM candidate, clock WHERE id = candidate_id AND status = 'queued' "
+    "  RETURNING jobs.*"
+    "), turn AS ("
+    "  UPDATE account_queue SET last_claim = nextval('claim_turns')"
+    "  WHERE account_id = (SELECT account_id FROM claimed)"
+    "), retired AS ("
+    "  INSERT INTO stale_files (job_id, stale_key, retired_at)"
+    "  SELECT id, id || '-' || (lease_token - 1) || CASE compression WHEN 'gzip' THEN '.csv.gz' ELSE '.csv' END,"
+    "  updated_at FROM claimed WHERE lease_token > 1 ON CONFLICT DO NOTHING"
+    ") SELECT " EE_PG_JOB_COLUMNS " FROM claimed"};
 
-// The fenced writes: $1 id, $2 lease owner, $3 lease token, $4 now.
+// The fenced writes: $1 id, $2 lease owner, $3 lease token, $4 clock.
 #define EE_FENCE " WHERE id = $1 AND status = 'processing' AND lease_owner = $2 AND lease_token = $3"
-const char* const heartbeat =
-    "UPDATE jobs SET lease_expires_at = $5, row_count = $6, updated_at = $4" EE_FENCE;
-const char* const complete =
-    "UPDATE jobs SET status = 'available', row_count = $5, file_size = $6, checksum = $7, "
-    "file_key = $8, completed_at = $9, expires_at = $10, lease_owner = '', "
-    "lease_expires_at = NULL, error_code = NULL, error_message = NULL, updated_at = $4, "
-    "version = version + 1" EE_FENCE " RETURNING " EE_PG_JOB_COLUMNS;
-const char* const fail =
+// $5 lease duration (ms), $6 rows so far.
+constexpr statement heartbeat{
+    "ee_heartbeat",
+    "UPDATE jobs SET lease_expires_at = " EE_NOW(4) " + $5, row_count = $6, updated_at = " EE_NOW(4) EE_FENCE};
+// The completion, in one statement: the fenced compare-and-set; a different
+// key the job named before (its old version, read in the same snapshot) is
+// kept for the sweeper, and the new key, live now, is stale no more — both
+// only when the compare-and-set happened. $5 rows, $6 size, $7 checksum,
+// $8 key, $9 and $10 completed_at and expires_at as offsets from the clock.
+constexpr statement complete{
+    "ee_complete",
+    "WITH clock AS (SELECT " EE_NOW(4) " AS now_ms"
+    "), old AS (SELECT file_key AS old_key FROM jobs WHERE id = $1"
+    "), done AS ("
+    "  UPDATE jobs SET status = 'available', row_count = $5, file_size = $6, checksum = $7, "
+    "  file_key = $8, completed_at = clock.now_ms + $9, expires_at = clock.now_ms + $10, lease_owner = '', "
+    "  lease_expires_at = NULL, error_code = NULL, error_message = NULL, updated_at = clock.now_ms, "
+    "  version = version + 1 FROM clock" EE_FENCE " RETURNING jobs.*"
+    "), retired AS ("
+    "  INSERT INTO stale_files (job_id, stale_key, retired_at)"
+    "  SELECT $1, old_key, (SELECT now_ms FROM clock) FROM old"
+    "  WHERE old_key <> '' AND old_key <> $8 AND EXISTS (SELECT 1 FROM done) ON CONFLICT DO NOTHING"
+    "), live AS ("
+    "  DELETE FROM stale_files WHERE job_id = $1 AND stale_key = $8 AND EXISTS (SELECT 1 FROM done)"
+    ") SELECT " EE_PG_JOB_COLUMNS " FROM done"};
+// $5 error code, $6 message.
+constexpr statement fail{
+    "ee_fail",
     "UPDATE jobs SET status = 'failed', error_code = $5, error_message = $6, row_count = NULL, "
-    "lease_owner = '', lease_expires_at = NULL, updated_at = $4, version = version + 1" EE_FENCE
-    " RETURNING " EE_PG_JOB_COLUMNS;
+    "lease_owner = '', lease_expires_at = NULL, updated_at = " EE_NOW(4) ", version = version + 1" EE_FENCE
+    " RETURNING " EE_PG_JOB_COLUMNS};
 // $5: 1 gives the attempt back (a graceful stop), 0 keeps it (a lost lease).
-const char* const requeue =
+constexpr statement requeue{
+    "ee_requeue",
     "UPDATE jobs SET status = 'queued', attempt = attempt - $5, row_count = NULL, "
-    "lease_owner = '', lease_expires_at = NULL, updated_at = $4, version = version + 1" EE_FENCE
-    " RETURNING " EE_PG_JOB_COLUMNS;
+    "lease_owner = '', lease_expires_at = NULL, updated_at = " EE_NOW(4) ", version = version + 1" EE_FENCE
+    " RETURNING " EE_PG_JOB_COLUMNS};
 #undef EE_FENCE
 
 // Locked in account order: two requeuers lock account_queue rows (through
-// the trigger) in the same order, so they cannot deadlock.
-const char* const expired_leases =
+// the trigger, one UPDATE after another) in the same order, and prune
+// locks them in that order too, so none of them can deadlock.
+constexpr statement expired_leases{
+    "ee_expired_leases",
     "SELECT id, attempt, lease_owner, lease_token FROM jobs "
-    "WHERE status = 'processing' AND lease_expires_at < $1 ORDER BY account_id, id "
-    "FOR UPDATE SKIP LOCKED";
+    "WHERE status = 'processing' AND lease_expires_at < " EE_NOW(1) " ORDER BY account_id, id "
+    "FOR UPDATE SKIP LOCKED"};
 
-const char* const expire_due =
-    "WITH due AS ("
-    "  SELECT id AS due_id FROM jobs WHERE status = 'available' AND expires_at <= $1"
-    "  ORDER BY expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+constexpr statement expire_due{
+    "ee_expire_due",
+    "WITH clock AS (SELECT " EE_NOW(1) " AS now_ms"
+    "), due AS ("
+    "  SELECT id AS due_id FROM jobs, clock WHERE status = 'available' AND expires_at <= clock.now_ms"
+    "  ORDER BY expires_at, id LIMIT $2 FOR UPDATE OF jobs SKIP LOCKED"
     ") "
-    "UPDATE jobs SET status = 'expired', updated_at = $1, version = version + 1 "
-    "FROM due WHERE id = due_id RETURNING " EE_PG_JOB_COLUMNS;
+    "UPDATE jobs SET status = 'expired', updated_at = clock.now_ms, version = version + 1 "
+    "FROM due, clock WHERE id = due_id RETURNING " EE_PG_JOB_COLUMNS};
 
-const char* const files_to_delete =
+constexpr statement files_to_delete{
+    "ee_files_to_delete",
     "(SELECT id, file_key FROM jobs WHERE status IN ('expired', 'failed') AND file_key <> '') "
     "UNION ALL "
     "(SELECT job_id, stale_key FROM stale_files) "
-    "LIMIT $1";
-const char* const clear_live_file =
-    "UPDATE jobs SET file_key = '', version = version + 1 "
-    "WHERE id = $1 AND file_key = $2 AND status IN ('expired', 'failed')";
-const char* const retire_key =
-    "INSERT INTO stale_files (job_id, stale_key, retired_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-const char* const clear_stale_file = "DELETE FROM stale_files WHERE job_id = $1 AND stale_key = $2";
+    "LIMIT $1"};
+constexpr statement clear_live_file{"ee_clear_live_file",
+                                    "UPDATE jobs SET file_key = '', version = version + 1 "
+                                    "WHERE id = $1 AND file_key = $2 AND status IN ('expired', 'failed')"};
+// $3: the clock.
+constexpr statement retire_key{"ee_retire_key", "INSERT INTO stale_files (job_id, stale_key, retired_at) "
+                                                "VALUES ($1, $2, " EE_NOW(3) ") ON CONFLICT DO NOTHING"};
+constexpr statement clear_stale_file{"ee_clear_stale_file",
+                                     "DELETE FROM stale_files WHERE job_id = $1 AND stale_key = $2"};
 // Moves the job's live file key to stale_files unless it is empty or $2.
-const char* const retire_file =
-    "INSERT INTO stale_files (job_id, stale_key, retired_at) "
-    "SELECT id, file_key, $3 FROM jobs WHERE id = $1 AND file_key <> '' AND file_key <> $2 "
-    "ON CONFLICT DO NOTHING";
+constexpr statement retire_file{"ee_retire_file",
+                                "INSERT INTO stale_files (job_id, stale_key, retired_at) "
+                                "SELECT id, file_key, " EE_NOW(3) " FROM jobs "
+                                "WHERE id = $1 AND file_key <> '' AND file_key <> $2 ON CONFLICT DO NOTHING"};
 
-const char* const lock_job = "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE";
-const char* const expire_job =
-    "UPDATE jobs SET status = 'expired', updated_at = $2, version = version + 1 "
-    "WHERE id = $1 AND status = 'available'";
-const char* const regenerate =
+constexpr statement lock_job{"ee_lock_job", "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE id = $1 FOR UPDATE"};
+constexpr statement expire_job{"ee_expire_job", "UPDATE jobs SET status = 'expired', updated_at = " EE_NOW(2)
+                                                ", version = version + 1 WHERE id = $1 AND status = 'available'"};
+constexpr statement regenerate{
+    "ee_regenerate",
     "UPDATE jobs SET status = 'queued', attempt = 0, error_code = NULL, error_message = NULL, "
     "completed_at = NULL, expires_at = NULL, row_count = NULL, file_size = NULL, checksum = '', "
-    "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = $2, "
-    "version = version + 1 WHERE id = $1 RETURNING " EE_PG_JOB_COLUMNS;
+    "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = " EE_NOW(2) ", "
+    "version = version + 1 WHERE id = $1 RETURNING " EE_PG_JOB_COLUMNS};
 
-// Jobs another transaction holds are left for the next prune.
-const char* const prune_jobs =
-    "DELETE FROM jobs WHERE id IN ("
-    "  SELECT id FROM jobs WHERE status IN ('expired', 'failed') AND updated_at < $1"
-    "  AND file_key = '' AND NOT EXISTS (SELECT 1 FROM stale_files WHERE job_id = jobs.id)"
-    "  ORDER BY account_id, id FOR UPDATE SKIP LOCKED)";
-const char* const prune_keys = "DELETE FROM idempotency_keys WHERE created_at < $1";
+// Prune: first the account rows of the jobs it will delete, in account
+// order (the lock order of requeue_expired_leases, so the two cannot
+// deadlock: the delete's trigger then only touches rows already held),
+// then the jobs. Jobs another transaction holds are left for the next
+// prune.
+#define EE_PRUNABLE                                                                   \
+    " status IN ('expired', 'failed') AND updated_at < $1 AND file_key = '' "         \
+    "AND NOT EXISTS (SELECT 1 FROM stale_files WHERE job_id = jobs.id)"
+constexpr statement prune_lock_accounts{
+    "ee_prune_lock",
+    "SELECT account_id FROM account_queue WHERE account_id IN "
+    "(SELECT DISTINCT account_id FROM jobs WHERE" EE_PRUNABLE ") ORDER BY account_id FOR UPDATE"};
+constexpr statement prune_jobs{"ee_prune_jobs",
+                               "DELETE FROM jobs WHERE id IN ("
+                               "  SELECT id FROM jobs WHERE" EE_PRUNABLE
+                               "  ORDER BY account_id, id FOR UPDATE SKIP LOCKED)"};
+#undef EE_PRUNABLE
+constexpr statement prune_keys{"ee_prune_keys", "DELETE FROM idempotency_keys WHERE created_at < $1"};
+#undef EE_NOW
 } // namespace sql
 
 bool valid_schema_name(const std::string& s)
@@ -184,12 +260,32 @@ struct postgres_job_store::impl {
     std::atomic<std::int64_t> clock_ms{0};
     std::mutex freeze_mutex;
     std::function<void(std::string_view)> log_failure;
+    /// LISTEN/NOTIFY (nullptr: poll only). Destroyed before the pool.
+    std::unique_ptr<wakeups> signals;
 
     impl(const postgres_job_store_options& o, const std::string& search_path)
         : connections(with_connect_timeout(o.conninfo, o.connect_timeout), check_conninfo(o.conninfo), search_path,
-                      o.max_connections, o.acquire_timeout),
+                      o.max_connections, o.acquire_timeout, o.prepared_statements),
           log_failure(o.log_failure)
     {
+        if (o.notifications)
+            signals = std::make_unique<wakeups>(connections, notify_channel(o.schema), o.notify_interval,
+                                                o.log_failure);
+    }
+
+    /// The NOTIFY channel of a schema (at most 63 bytes: longer names are
+    /// cut, and two schemas sharing the first 50 bytes of their names only
+    /// wake each other's engines for nothing).
+    static std::string notify_channel(const std::string& schema)
+    {
+        return ("exportengine." + schema).substr(0, 63);
+    }
+
+    /// This store queued work or freed a slot (after the commit).
+    void work_queued() noexcept
+    {
+        if (signals)
+            signals->queued();
     }
 
     void failed(const char* what, const std::string& sqlstate) const noexcept
@@ -237,13 +333,20 @@ struct postgres_job_store::impl {
             return {};
     }
 
-    /// The store's clock inside the transaction `begin` opens.
-    timestamp begin(connection& c, const char* begin_sql = sql::begin_clock)
+    /// The frozen test clock, or NULL: the database's now().
+    [[nodiscard]] param clock() const
     {
-        const auto r = c.exec(begin_sql);
         if (frozen.load())
-            return from_ms(clock_ms.load());
-        return from_ms(r.int64(0, 0));
+            return std::to_string(clock_ms.load());
+        return std::nullopt;
+    }
+
+    /// Opens a transaction and reads the store's clock in it (one round
+    /// trip).
+    timestamp begin(connection& c, const char* begin_sql = sql::begin)
+    {
+        const auto r = c.pipeline({command_step(begin_sql), run_step(sql::now, clock())});
+        return from_ms(r[1].int64(0, 0));
     }
 
     static export_job load_existing(connection& c, std::string_view id)
@@ -262,46 +365,40 @@ struct postgres_job_store::impl {
         return read_job(r, 0);
     }
 
-    /// `sql` (a fenced UPDATE ... RETURNING) or a lease_lost refusal.
-    template <class... Args>
-    static export_job fenced(connection& c, const char* sql, std::string_view id, const job_lease& l,
-                             timestamp now, const Args&... args)
+    /// The job a fenced write returned, or a lease_lost refusal.
+    static export_job fenced(const result& r)
     {
-        const auto r = c.query(sql, id, std::string_view(l.owner), l.token, to_ms(now), args...);
         if (r.rows() != 1)
             throw refusal{errc::lease_lost};
         return read_job(r, 0);
     }
 
-    static std::optional<export_job> claim_in(connection& c, const std::string& owner, timestamp now,
-                                              timestamp lease_until, int per_account_limit)
+    /// A fenced write (`sql` is a fenced UPDATE ... RETURNING, $4 the
+    /// clock) or a lease_lost refusal.
+    template <class... Args>
+    static export_job fenced(connection& c, const statement& sql, std::string_view id, const job_lease& l,
+                             const param& clock, const Args&... args)
     {
-        const auto r = c.query(sql::claim, std::int64_t{per_account_limit}, std::string_view(owner),
-                               to_ms(lease_until), to_ms(now));
-        if (r.rows() == 0)
-            return std::nullopt;
-        auto job = read_job(r, 0);
-        c.query(sql::take_turn, job.account_id);
-        // The previous claim's file may exist (it published, then lost its
-        // lease): record it for the sweep with the claim.
-        if (job.lease.token > 1)
-            c.query(sql::retire_key, std::string_view(job.id),
-                    std::string_view(export_file_key(job, job.lease.token - 1)), to_ms(now));
-        return job;
+        return fenced(c.query(sql, id, std::string_view(l.owner), l.token, clock, args...));
     }
 
-    static export_job complete_in(connection& c, std::string_view id, const job_lease& l, const completion& result,
-                                  timestamp now, timestamp caller_now)
+    static std::optional<export_job> claim_in(connection& c, const std::string& owner,
+                                              std::chrono::milliseconds lease, int per_account_limit,
+                                              const param& clock)
     {
-        // A different key already on the job would be overwritten: keep it
-        // for the sweeper. The new key is live, so it is stale no more.
-        // (Both undone by the rollback if the lease turns out to be lost.)
-        const std::string_view key = result.file_key;
-        c.query(sql::retire_file, id, key, to_ms(now));
-        c.query(sql::clear_stale_file, id, key);
-        return fenced(c, sql::complete, id, l, now, result.row_count, result.file_size,
-                      std::string_view(result.checksum), key, to_ms(now + (result.completed_at - caller_now)),
-                      to_ms(now + (result.expires_at - caller_now)));
+        const auto r = c.query(sql::claim, std::int64_t{per_account_limit}, std::string_view(owner),
+                               std::int64_t{lease.count()}, clock);
+        if (r.rows() == 0)
+            return std::nullopt;
+        return read_job(r, 0);
+    }
+
+    static step complete_step(const completion_request& r, const param& clock)
+    {
+        const auto& c = r.result;
+        return run_step(sql::complete, std::string_view(r.id), std::string_view(r.lease.owner), r.lease.token, clock,
+                        c.row_count, c.file_size, std::string_view(c.checksum), std::string_view(c.file_key),
+                        std::int64_t{(c.completed_at - r.now).count()}, std::int64_t{(c.expires_at - r.now).count()});
     }
 };
 
@@ -333,6 +430,13 @@ postgres_job_store::postgres_job_store(const postgres_job_store_options& options
 
 postgres_job_store::~postgres_job_store() = default;
 
+std::unique_ptr<store_watch> postgres_job_store::watch(std::function<void()> on_work)
+{
+    if (!impl_->signals)
+        return nullptr;
+    return impl_->signals->watch(std::move(on_work));
+}
+
 int postgres_job_store::latest_schema_version() noexcept { return pg_detail::latest_schema_version(); }
 
 void postgres_job_store::advance_clock_for_testing(std::chrono::milliseconds by)
@@ -354,49 +458,58 @@ void postgres_job_store::advance_clock_for_testing(std::chrono::milliseconds by)
 create_result postgres_job_store::create(const new_job& job, const std::optional<idempotency_key>& key,
                                          error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> create_result {
-        const timestamp now = impl_->begin(c);
-        if (key) {
-            c.query(sql::lock_key, job.account_id, std::string_view(key->key));
-            const auto r = c.query(sql::find_key, job.account_id, std::string_view(key->key));
-            const timestamp not_before = now + (key->not_before - job.created_at);
-            if (r.rows() == 1 && r.int64(0, 2) >= to_ms(not_before)) {
-                if (r.text(0, 0) != key->request_hash)
-                    throw refusal{errc::idempotency_key_reused};
-                auto existing = impl::load_existing(c, r.text(0, 1));
-                c.exec("COMMIT");
-                return {std::move(existing), false};
-            }
-            // Unknown, or an older use: this create takes the key over.
-        }
+    auto created = impl_->run(ec, [&](connection& c) -> create_result {
+        const auto clock = impl_->clock();
         const auto& q = job.request;
-        const auto r = c.query(sql::insert_job, std::string_view(job.id), job.account_id,
-                               std::string_view(to_string(q.type)), encode_filter(q.filter),
-                               std::string_view(to_string(q.format.compression)),
-                               std::int64_t{static_cast<unsigned char>(q.format.delimiter)}, q.format.bom,
-                               encode_metadata(q.metadata), to_ms(now));
-        auto created = read_job(r, 0);
-        if (key)
-            c.query(sql::put_key, job.account_id, std::string_view(key->key), std::string_view(key->request_hash),
-                    std::string_view(job.id), to_ms(now));
-        c.exec("COMMIT");
-        return {std::move(created), true};
+        const auto insert = run_step(sql::insert_job, std::string_view(job.id), job.account_id,
+                                     std::string_view(to_string(q.type)), encode_filter(q.filter),
+                                     std::string_view(to_string(q.format.compression)),
+                                     std::int64_t{static_cast<unsigned char>(q.format.delimiter)}, q.format.bom,
+                                     encode_metadata(q.metadata), clock);
+        if (!key) // One statement, its own transaction.
+            return {read_job(c.pipeline({insert})[0], 0), true};
+
+        // Take the key's lock, then look it up (a statement of its own: its
+        // snapshot is taken once the lock is held).
+        auto looked_up = c.pipeline({command_step(sql::begin),
+                                     run_step(sql::lock_key, job.account_id, std::string_view(key->key)),
+                                     run_step(sql::find_key, job.account_id, std::string_view(key->key), clock,
+                                              std::int64_t{(key->not_before - job.created_at).count()})});
+        const auto& found = looked_up[2];
+        if (found.rows() == 1 && found.boolean(0, 2)) {
+            if (found.text(0, 0) != key->request_hash)
+                throw refusal{errc::idempotency_key_reused};
+            const auto r = c.pipeline({run_step(sql::job_by_id, found.text(0, 1)), command_step(sql::commit)});
+            if (r[0].rows() != 1)
+                corrupt("job vanished");
+            return {read_job(r[0], 0), false};
+        }
+        // Unknown, or an older use: this create takes the key over.
+        const auto r = c.pipeline({insert,
+                                   run_step(sql::put_key, job.account_id, std::string_view(key->key),
+                                            std::string_view(key->request_hash), std::string_view(job.id), clock),
+                                   command_step(sql::commit)});
+        return {read_job(r[0], 0), true};
     });
+    if (created.created)
+        impl_->work_queued();
+    return created;
 }
 
 job_page postgres_job_store::list(std::int64_t account_id, std::int64_t page, std::int64_t limit, error_code& ec)
 {
     return impl_->run(ec, [&](connection& c) {
         job_page out;
-        c.exec(sql::begin_snapshot);
-        out.total = c.query(sql::count_account, account_id).int64(0, 0);
-        if (page >= 0 && limit > 0 && page <= (std::numeric_limits<std::int64_t>::max() / limit)) {
-            const auto r = c.query(sql::page_account, account_id, limit, page * limit);
+        const bool valid = page >= 0 && limit > 0 && page <= (std::numeric_limits<std::int64_t>::max() / limit);
+        const auto r = c.query(sql::list_page, account_id, valid ? limit : 0, valid ? page * limit : 0);
+        if (r.rows() < 1 || r.columns() != job_column_count + 1)
+            corrupt("list returned no counts");
+        out.total = r.int64(0, job_column_count);
+        if (!r.is_null(0, 0)) {
             out.jobs.reserve(static_cast<std::size_t>(r.rows()));
             for (int i = 0; i < r.rows(); ++i)
                 out.jobs.push_back(read_job(r, i));
         }
-        c.exec("COMMIT");
         return out;
     });
 }
@@ -419,11 +532,9 @@ std::optional<export_job> postgres_job_store::find(std::string_view id, error_co
 std::optional<export_job> postgres_job_store::claim(const std::string& owner, timestamp now, timestamp lease_until,
                                                     int per_account_limit, error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
-        const timestamp own = impl_->begin(c);
-        auto job = impl::claim_in(c, owner, own, own + (lease_until - now), per_account_limit);
-        c.exec(job ? "COMMIT" : "ROLLBACK");
-        return job;
+    // One statement, its own transaction.
+    return impl_->run(ec, [&](connection& c) {
+        return impl::claim_in(c, owner, lease_until - now, per_account_limit, impl_->clock());
     });
 }
 
@@ -431,111 +542,133 @@ bool postgres_job_store::heartbeat(std::string_view id, const job_lease& l, time
                                    std::int64_t rows_so_far, error_code& ec)
 {
     return impl_->run(ec, [&](connection& c) {
-        const timestamp own = impl_->begin(c, sql::begin_relaxed_clock);
-        const auto r = c.query(sql::heartbeat, id, std::string_view(l.owner), l.token, to_ms(own),
-                               to_ms(own + (lease_until - now)), rows_so_far);
-        c.exec("COMMIT");
-        return r.affected() == 1;
+        const auto r = c.pipeline({command_step(sql::begin), command_step(sql::relaxed),
+                                   run_step(sql::heartbeat, id, std::string_view(l.owner), l.token, impl_->clock(),
+                                            std::int64_t{(lease_until - now).count()}, rows_so_far),
+                                   command_step(sql::commit)});
+        return r[2].affected() == 1;
     });
 }
 
 std::optional<export_job> postgres_job_store::complete(std::string_view id, const job_lease& l,
                                                        const completion& result, timestamp now, error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
-        const timestamp own = impl_->begin(c);
-        auto job = impl::complete_in(c, id, l, result, own, now);
-        c.exec("COMMIT");
-        return job;
+    auto done = impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
+        const completion_request r{std::string(id), l, result, now, std::nullopt};
+        return impl::fenced(c.pipeline({impl::complete_step(r, impl_->clock())})[0]);
     });
+    if (done)
+        impl_->work_queued(); // a slot of the account is free
+    return done;
 }
 
 complete_result postgres_job_store::complete_and_claim(const completion_request& r, error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> complete_result {
+    auto out = impl_->run(ec, [&](connection& c) -> complete_result {
         complete_result out;
-        const timestamp own = impl_->begin(c);
-        out.completed = impl::complete_in(c, r.id, r.lease, r.result, own, r.now);
-        if (r.next) {
-            // A failing claim must not take the completion with it.
-            c.exec("SAVEPOINT claim_next");
-            try {
-                out.next = impl::claim_in(c, r.next->owner, own, own + (r.next->lease_until - r.next->now),
-                                          r.next->per_account_limit);
-                c.exec("RELEASE claim_next");
-            } catch (const refusal& e) {
-                out.claim_error = e.code;
-            } catch (const std::exception&) {
-                out.claim_error = errc::store_failed;
-            }
-            if (out.claim_error) {
-                out.next.reset();
-                c.exec("ROLLBACK TO claim_next");
-            }
+        if (!r.next) {
+            out.completed = impl::fenced(c.pipeline({impl::complete_step(r, impl_->clock())})[0]);
+            return out;
         }
-        c.exec("COMMIT");
+        // One transaction, two round trips: the completion (refused: the
+        // transaction is rolled back, nothing claimed), then the claim
+        // under a savepoint, so that its failure rolls back only itself.
+        const auto done = c.pipeline({command_step(sql::begin), run_step(sql::now, impl_->clock()),
+                                      impl::complete_step(r, impl_->clock())});
+        out.completed = impl::fenced(done[2]);
+        const param now = done[1].str(0, 0);
+        try {
+            const auto claimed = c.pipeline(
+                {command_step("SAVEPOINT claim_next"),
+                 run_step(sql::claim, std::int64_t{r.next->per_account_limit}, std::string_view(r.next->owner),
+                          std::int64_t{(r.next->lease_until - r.next->now).count()}, now),
+                 command_step("RELEASE claim_next"), command_step(sql::commit)});
+            if (claimed[1].rows() == 1)
+                out.next = read_job(claimed[1], 0);
+            return out;
+        } catch (const pipeline_error& e) {
+            if (e.step != 1)
+                throw;
+            impl_->failed(e.what(), e.sqlstate);
+        } catch (const refusal& e) {
+            // (Not reached: read_job throws refusals only for corrupt rows,
+            // which the next claim would meet again.)
+            out.claim_error = e.code;
+        }
+        if (!out.claim_error)
+            out.claim_error = errc::store_failed;
+        out.next.reset();
+        c.exec("ROLLBACK TO claim_next; COMMIT");
         return out;
     });
+    if (out.completed)
+        impl_->work_queued();
+    return out;
 }
 
 std::optional<export_job> postgres_job_store::fail(std::string_view id, const job_lease& l, const job_error& error,
                                                    timestamp /*now*/, error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
-        const timestamp own = impl_->begin(c);
-        auto job = impl::fenced(c, sql::fail, id, l, own, std::string_view(error.code),
-                                std::string_view(error.message));
-        c.exec("COMMIT");
-        return job;
+    auto failed = impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
+        return impl::fenced(c, sql::fail, id, l, impl_->clock(), std::string_view(error.code),
+                            std::string_view(error.message));
     });
+    if (failed)
+        impl_->work_queued();
+    return failed;
 }
 
 std::optional<export_job> postgres_job_store::release(std::string_view id, const job_lease& l, timestamp /*now*/,
                                                       error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
-        const timestamp own = impl_->begin(c);
-        auto job = impl::fenced(c, sql::requeue, id, l, own, std::int64_t{1});
-        c.exec("COMMIT");
-        return job;
+    auto released = impl_->run(ec, [&](connection& c) -> std::optional<export_job> {
+        return impl::fenced(c, sql::requeue, id, l, impl_->clock(), std::int64_t{1});
     });
+    if (released)
+        impl_->work_queued();
+    return released;
 }
 
 requeue_result postgres_job_store::requeue_expired_leases(timestamp /*now*/, int max_attempts,
                                                           const job_error& exhausted, error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) {
+    auto out = impl_->run(ec, [&](connection& c) {
         const timestamp own = impl_->begin(c);
-        const auto due = c.query(sql::expired_leases, to_ms(own));
+        const param clock = std::to_string(to_ms(own));
+        const auto due = c.query(sql::expired_leases, clock);
         requeue_result out;
+        if (due.rows() == 0) {
+            c.exec(sql::commit);
+            return out;
+        }
         out.jobs.reserve(static_cast<std::size_t>(due.rows()));
         for (int i = 0; i < due.rows(); ++i) {
             const auto id = due.text(i, 0);
             const job_lease lease{due.str(i, 2), due.int64(i, 3)};
             if (due.int64(i, 1) < max_attempts)
-                out.jobs.push_back(impl::fenced(c, sql::requeue, id, lease, own, std::int64_t{0}));
+                out.jobs.push_back(impl::fenced(c, sql::requeue, id, lease, clock, std::int64_t{0}));
             else
-                out.jobs.push_back(impl::fenced(c, sql::fail, id, lease, own, std::string_view(exhausted.code),
+                out.jobs.push_back(impl::fenced(c, sql::fail, id, lease, clock, std::string_view(exhausted.code),
                                                 std::string_view(exhausted.message)));
             // The lost claim may have published its file before it died.
-            c.query(sql::retire_key, id, std::string_view(export_file_key(out.jobs.back(), lease.token)),
-                    to_ms(own));
+            c.query(sql::retire_key, id, std::string_view(export_file_key(out.jobs.back(), lease.token)), clock);
         }
-        c.exec("COMMIT");
+        c.exec(sql::commit);
         return out;
     });
+    if (!out.jobs.empty())
+        impl_->work_queued();
+    return out;
 }
 
 std::vector<export_job> postgres_job_store::expire_due(timestamp /*now*/, std::size_t limit, error_code& ec)
 {
     return impl_->run(ec, [&](connection& c) {
-        const timestamp own = impl_->begin(c);
-        const auto r = c.query(sql::expire_due, to_ms(own), clamp_limit(limit));
+        const auto r = c.query(sql::expire_due, impl_->clock(), clamp_limit(limit));
         std::vector<export_job> out;
         out.reserve(static_cast<std::size_t>(r.rows()));
         for (int i = 0; i < r.rows(); ++i)
             out.push_back(read_job(r, i));
-        c.exec("COMMIT");
         // Earliest expiry first (RETURNING keeps no order).
         std::sort(out.begin(), out.end(), [](const export_job& a, const export_job& b) {
             return std::tie(a.expires_at, a.id) < std::tie(b.expires_at, b.id);
@@ -561,10 +694,8 @@ void postgres_job_store::forget_file(std::string_view job_id, std::string_view f
     impl_->run(ec, [&](connection& c) {
         if (file_key.empty())
             return;
-        c.exec("BEGIN");
-        c.query(sql::clear_live_file, job_id, file_key);
-        c.query(sql::clear_stale_file, job_id, file_key);
-        c.exec("COMMIT");
+        c.pipeline({command_step(sql::begin), run_step(sql::clear_live_file, job_id, file_key),
+                    run_step(sql::clear_stale_file, job_id, file_key), command_step(sql::commit)});
     });
 }
 
@@ -573,8 +704,9 @@ std::optional<regenerate_result> postgres_job_store::regenerate(std::int64_t acc
                                                                 const std::optional<idempotency_key>& key,
                                                                 error_code& ec)
 {
-    return impl_->run(ec, [&](connection& c) -> std::optional<regenerate_result> {
+    auto out = impl_->run(ec, [&](connection& c) -> std::optional<regenerate_result> {
         const timestamp own = impl_->begin(c);
+        const param clock = std::to_string(to_ms(own));
         if (key)
             c.query(sql::lock_key, account_id, std::string_view(key->key));
         const auto locked = c.query(sql::lock_job, id);
@@ -584,12 +716,12 @@ std::optional<regenerate_result> postgres_job_store::regenerate(std::int64_t acc
         if (job.account_id != account_id)
             throw refusal{errc::not_found};
         if (key) {
-            const auto r = c.query(sql::find_key, account_id, std::string_view(key->key));
-            const timestamp not_before = own + (key->not_before - now);
-            if (r.rows() == 1 && r.int64(0, 2) >= to_ms(not_before)) {
+            const auto r = c.query(sql::find_key, account_id, std::string_view(key->key), clock,
+                                   std::int64_t{(key->not_before - now).count()});
+            if (r.rows() == 1 && r.boolean(0, 2)) {
                 if (r.text(0, 0) != key->request_hash || r.text(0, 1) != id)
                     throw refusal{errc::idempotency_key_reused};
-                c.exec("COMMIT");
+                c.exec(sql::commit);
                 return regenerate_result{std::move(job), false};
             }
         }
@@ -597,34 +729,36 @@ std::optional<regenerate_result> postgres_job_store::regenerate(std::int64_t acc
             // available -> queued is no legal transition: record the expiry
             // the clock already implies, then regenerate from expired.
             require_legal(job.status, export_status::expired);
-            if (c.query(sql::expire_job, id, to_ms(own)).affected() != 1)
+            if (c.query(sql::expire_job, id, clock).affected() != 1)
                 corrupt("expiry lost its row");
             job.status = export_status::expired;
         }
         if (job.status != export_status::expired && job.status != export_status::failed)
             throw refusal{errc::export_not_expired};
         require_legal(job.status, export_status::queued);
-        c.query(sql::retire_file, id, std::string_view{}, to_ms(own));
-        const auto r = c.query(sql::regenerate, id, to_ms(own));
+        c.query(sql::retire_file, id, std::string_view{}, clock);
+        const auto r = c.query(sql::regenerate, id, clock);
         if (r.rows() != 1)
             corrupt("regenerate lost its row");
         auto regenerated = read_job(r, 0);
         if (key)
             c.query(sql::put_key, account_id, std::string_view(key->key), std::string_view(key->request_hash), id,
-                    to_ms(own));
-        c.exec("COMMIT");
+                    clock);
+        c.exec(sql::commit);
         return regenerate_result{std::move(regenerated), true};
     });
+    if (out && out->regenerated)
+        impl_->work_queued();
+    return out;
 }
 
 std::int64_t postgres_job_store::prune(timestamp older_than, error_code& ec)
 {
     return impl_->run(ec, [&](connection& c) {
-        c.exec("BEGIN");
-        const std::int64_t jobs = c.query(sql::prune_jobs, to_ms(older_than)).affected();
-        c.query(sql::prune_keys, to_ms(older_than));
-        c.exec("COMMIT");
-        return jobs;
+        const auto r = c.pipeline({command_step(sql::begin), run_step(sql::prune_lock_accounts, to_ms(older_than)),
+                                   run_step(sql::prune_jobs, to_ms(older_than)),
+                                   run_step(sql::prune_keys, to_ms(older_than)), command_step(sql::commit)});
+        return r[2].affected();
     });
 }
 

@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace exportengine::adapters::pg_detail {
@@ -95,7 +96,7 @@ std::string scrub(std::string text, const std::string& secret)
 // ---------------------------------------------------------------------------
 // connection
 
-connection::connection(const std::string& conninfo)
+connection::connection(const std::string& conninfo, bool prepare) : prepare_(prepare)
 {
     c_ = PQconnectdb(conninfo.c_str());
     if (c_ == nullptr)
@@ -155,6 +156,147 @@ result connection::exec_params(const char* sql, const std::vector<param>& params
     return check(PQexecParams(c_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
 }
 
+bool connection::prepared(const statement& s) const noexcept
+{
+    for (const statement* p : prepared_)
+        if (p == &s)
+            return true;
+    return false;
+}
+
+result connection::run(const statement& s, const std::vector<param>& params)
+{
+    if (!prepare_)
+        return exec_params(s.sql, params);
+    if (!prepared(s)) {
+        check(PQprepare(c_, s.name, s.sql, 0, nullptr));
+        prepared_.push_back(&s);
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params)
+        values.push_back(p ? p->c_str() : nullptr);
+    return check(PQexecPrepared(c_, s.name, static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
+}
+
+std::vector<result> connection::pipeline(const std::vector<step>& steps)
+{
+    if (PQenterPipelineMode(c_) != 1)
+        throw pq_error("cannot enter pipeline mode: " + std::string(PQerrorMessage(c_)), "08006");
+    // Leaves pipeline mode however this ends (a broken connection is
+    // dropped by the pool anyway).
+    struct leave {
+        pg_conn* c;
+        ~leave() { PQexitPipelineMode(c); }
+    } guard{c_};
+
+    // What each step sends: a Parse first for a statement not yet prepared
+    // here (its result is read and dropped), then the step itself.
+    std::vector<bool> parses;
+    parses.reserve(steps.size());
+    std::vector<const statement*> preparing;
+    std::vector<const char*> values;
+    const auto send_failed = [&] {
+        return pq_error("cannot send a statement: " + std::string(PQerrorMessage(c_)), "08006");
+    };
+    for (const auto& st : steps) {
+        values.clear();
+        for (const auto& p : st.params)
+            values.push_back(p ? p->c_str() : nullptr);
+        const int n = static_cast<int>(values.size());
+        bool parse = false;
+        int sent = 0;
+        if (st.stmt == nullptr) {
+            sent = PQsendQueryParams(c_, st.command, 0, nullptr, nullptr, nullptr, nullptr, 0);
+        } else if (!prepare_) {
+            sent = PQsendQueryParams(c_, st.stmt->sql, n, nullptr, values.data(), nullptr, nullptr, 0);
+        } else {
+            const bool known = prepared(*st.stmt)
+                               || std::find(preparing.begin(), preparing.end(), st.stmt) != preparing.end();
+            if (!known) {
+                if (PQsendPrepare(c_, st.stmt->name, st.stmt->sql, 0, nullptr) != 1)
+                    throw send_failed();
+                preparing.push_back(st.stmt);
+                parse = true;
+            }
+            sent = PQsendQueryPrepared(c_, st.stmt->name, n, values.data(), nullptr, nullptr, 0);
+        }
+        if (sent != 1)
+            throw send_failed();
+        parses.push_back(parse);
+    }
+    if (PQpipelineSync(c_) != 1)
+        throw send_failed();
+
+    // Every result, up to the sync: each step's result is followed by a
+    // null. The first error is kept; the steps after it report
+    // PGRES_PIPELINE_ABORTED.
+    std::vector<result> out;
+    out.reserve(steps.size());
+    std::optional<pipeline_error> failure;
+    const auto next = [&]() -> pg_result* {
+        pg_result* r = PQgetResult(c_);
+        if (r == nullptr && PQstatus(c_) != CONNECTION_OK)
+            throw pq_error("the connection failed: " + std::string(PQerrorMessage(c_)), "08006");
+        return r;
+    };
+    const auto one = [&](std::size_t at) -> result {
+        pg_result* r = next();
+        result held(r);
+        while (pg_result* extra = PQgetResult(c_)) // the null after it
+            PQclear(extra);
+        if (r != nullptr && PQresultStatus(r) == PGRES_PIPELINE_ABORTED)
+            return result{};
+        if (!failure) {
+            try {
+                return check(held.release());
+            } catch (const pq_error& e) {
+                failure.emplace(e, at);
+            }
+        }
+        return result{};
+    };
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        if (parses[i]) {
+            auto parsed = one(i);
+            if (!failure)
+                prepared_.push_back(steps[i].stmt);
+        }
+        out.push_back(one(i));
+    }
+    // The sync.
+    for (;;) {
+        pg_result* r = next();
+        if (r == nullptr)
+            continue;
+        const bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    if (failure)
+        throw *failure;
+    return out;
+}
+
+int connection::backend_pid() const noexcept { return c_ == nullptr ? 0 : PQbackendPID(c_); }
+
+int connection::socket() const noexcept { return c_ == nullptr ? -1 : PQsocket(c_); }
+
+std::vector<std::string> connection::take_notifications()
+{
+    if (PQconsumeInput(c_) != 1)
+        throw pq_error("the connection failed: " + std::string(PQerrorMessage(c_)), "08006");
+    std::vector<std::string> channels;
+    const int self = PQbackendPID(c_);
+    while (PGnotify* n = PQnotifies(c_)) {
+        if (n->be_pid != self)
+            channels.emplace_back(n->relname);
+        PQfreemem(n);
+    }
+    return channels;
+}
+
 bool connection::ok() const noexcept { return c_ != nullptr && PQstatus(c_) == CONNECTION_OK; }
 
 bool connection::idle() const noexcept { return ok() && PQtransactionStatus(c_) == PQTRANS_IDLE; }
@@ -185,9 +327,9 @@ std::string connection::quote_identifier(std::string_view name)
 // pool
 
 pool::pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
-           std::chrono::milliseconds acquire_timeout)
+           std::chrono::milliseconds acquire_timeout, bool prepare)
     : conninfo_(std::move(conninfo)), password_(std::move(password)), search_path_(std::move(search_path)),
-      max_(max == 0 ? 1 : max), timeout_(acquire_timeout)
+      max_(max == 0 ? 1 : max), timeout_(acquire_timeout), prepare_(prepare)
 {
 }
 
@@ -203,7 +345,7 @@ std::unique_ptr<connection> pool::open()
 {
     std::unique_ptr<connection> c;
     try {
-        c = std::make_unique<connection>(conninfo_);
+        c = std::make_unique<connection>(conninfo_, prepare_);
     } catch (const pq_error& e) {
         // (libpq names host, port and user, not the password; in case a
         // message ever quotes it, it goes.)

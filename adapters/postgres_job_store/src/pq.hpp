@@ -1,6 +1,7 @@
 // A small RAII layer over libpq: a connection, a result, parameterised
-// statements (text format both ways), and a bounded connection pool. Private
-// to the PostgreSQL job store: no libpq type leaves this adapter.
+// statements (text format both ways), named prepared statements, pipelines
+// (several statements in one round trip), and a bounded connection pool.
+// Private to the PostgreSQL job store: no libpq type leaves this adapter.
 #pragma once
 
 #include <chrono>
@@ -39,6 +40,14 @@ public:
     result& operator=(const result&) = delete;
     ~result();
 
+    /// Gives up ownership of the PGresult.
+    pg_result* release() noexcept
+    {
+        pg_result* r = r_;
+        r_ = nullptr;
+        return r;
+    }
+
     [[nodiscard]] int rows() const noexcept;
     [[nodiscard]] int columns() const noexcept;
     /// Rows an INSERT, UPDATE or DELETE changed.
@@ -65,6 +74,7 @@ inline param to_param(std::int64_t v) { return std::to_string(v); }
 inline param to_param(int v) { return std::to_string(v); }
 inline param to_param(bool v) { return std::string(v ? "t" : "f"); }
 inline param to_param(std::nullopt_t) { return std::nullopt; }
+inline param to_param(const param& p) { return p; }
 inline param to_param(const std::optional<std::int64_t>& v) { return v ? param(std::to_string(*v)) : std::nullopt; }
 
 /// Checks a libpq connection string or URI without connecting. Throws
@@ -77,12 +87,46 @@ std::string check_conninfo(const std::string& conninfo);
 /// "***".
 std::string scrub(std::string text, const std::string& secret);
 
+/// A statement the store runs often: prepared once per connection under
+/// `name` (parsed and planned once, then run by name), or sent whole each
+/// time when the connection does not prepare (a pooler in transaction mode
+/// that cannot keep a session's prepared statements). Objects of this type
+/// have static storage: a connection remembers the ones it prepared by
+/// address.
+struct statement {
+    const char* name;
+    const char* sql;
+};
+
+/// One step of a pipeline: a statement with its parameters, or a fixed
+/// command (BEGIN, COMMIT, SAVEPOINT ...) when `stmt` is null.
+struct step {
+    const statement* stmt = nullptr;
+    const char* command = nullptr;
+    std::vector<param> params{};
+};
+
+template <class... Args>
+step run_step(const statement& s, const Args&... args)
+{
+    return step{&s, nullptr, std::vector<param>{to_param(args)...}};
+}
+inline step command_step(const char* sql) { return step{nullptr, sql, {}}; }
+
+/// A pipeline step failed: which one, and why (`what()`, `sqlstate`). The
+/// steps after it did not run; a transaction it was in is aborted.
+struct pipeline_error : pq_error {
+    pipeline_error(const pq_error& e, std::size_t at) : pq_error(e), step(at) {}
+    std::size_t step;
+};
+
 /// One libpq connection. Not thread-safe: one user at a time (the pool's).
 class connection {
 public:
     /// Connects; throws pq_error (with libpq's message, which never holds
-    /// the password) when it cannot.
-    explicit connection(const std::string& conninfo);
+    /// the password) when it cannot. `prepare`: run `statement`s as named
+    /// prepared statements.
+    explicit connection(const std::string& conninfo, bool prepare = true);
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
     ~connection();
@@ -97,6 +141,27 @@ public:
     {
         return exec_params(sql, std::vector<param>{to_param(args)...});
     }
+    /// A frequent statement (prepared on first use when preparing).
+    result run(const statement& s, const std::vector<param>& params);
+    template <class... Args>
+    result query(const statement& s, const Args&... args)
+    {
+        return run(s, std::vector<param>{to_param(args)...});
+    }
+    /// The steps in one round trip (libpq's pipeline mode), in order; their
+    /// results in the same order. Throws pipeline_error for the first step
+    /// that failed (after reading every result), pq_error when the
+    /// connection failed.
+    std::vector<result> pipeline(const std::vector<step>& steps);
+
+    /// The server process serving this connection (PQbackendPID).
+    [[nodiscard]] int backend_pid() const noexcept;
+    /// The connection's socket, to wait on for notifications (-1 if none).
+    [[nodiscard]] int socket() const noexcept;
+    /// Reads what the server sent without blocking and returns the channels
+    /// of the notifications received, except those sent by this
+    /// connection's own backend. Throws pq_error when the connection failed.
+    std::vector<std::string> take_notifications();
 
     /// The connection is up (as far as libpq knows without asking).
     [[nodiscard]] bool ok() const noexcept;
@@ -109,7 +174,11 @@ public:
 
 private:
     result check(pg_result* r);
+    [[nodiscard]] bool prepared(const statement& s) const noexcept;
     pg_conn* c_ = nullptr;
+    bool prepare_ = true;
+    /// The statements prepared on this connection (a handful).
+    std::vector<const statement*> prepared_;
 };
 
 /// At most `max` connections, opened on demand. Thread-safe.
@@ -118,7 +187,7 @@ public:
     /// `conninfo` must have passed check_conninfo; connection errors have
     /// `password` scrubbed from them.
     pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
-         std::chrono::milliseconds acquire_timeout);
+         std::chrono::milliseconds acquire_timeout, bool prepare);
     pool(const pool&) = delete;
     pool& operator=(const pool&) = delete;
     ~pool();
@@ -148,6 +217,10 @@ public:
     /// new connection cannot be opened.
     lease acquire();
 
+    /// A connection outside the pool (a listener's), set up like the
+    /// pooled ones. Throws pq_error when it cannot be opened.
+    std::unique_ptr<connection> open_unpooled() { return open(); }
+
 private:
     void give_back(std::unique_ptr<connection> c) noexcept;
     std::unique_ptr<connection> open();
@@ -157,6 +230,7 @@ private:
     std::string search_path_;
     std::size_t max_;
     std::chrono::milliseconds timeout_;
+    bool prepare_;
     std::mutex mutex_;
     std::condition_variable freed_;
     std::vector<std::unique_ptr<connection>> idle_;

@@ -94,6 +94,18 @@ struct postgres_job_store_options {
     /// password. Called on the failing call's thread, so from any number of
     /// threads at once; must not throw. Empty: nothing is told.
     std::function<void(std::string_view)> log_failure{};
+    /// Wake-ups through LISTEN/NOTIFY (see "Wake-ups" above). False: poll
+    /// only (the engine's poll_interval), and no NOTIFY is sent — for a
+    /// pooler in transaction mode (PgBouncer), where a LISTEN does not
+    /// stay on one server connection.
+    bool notifications = true;
+    /// At most one NOTIFY per this interval from this store object.
+    std::chrono::milliseconds notify_interval{20};
+    /// Run the frequent statements as named prepared statements (parsed and
+    /// planned once per connection). False for a pooler in transaction
+    /// mode that does not keep them (PgBouncer before 1.21, or without
+    /// max_prepared_statements).
+    bool prepared_statements = true;
 };
 
 /// The job store on a PostgreSQL 15 database, through libpq.
@@ -122,6 +134,10 @@ public:
 
     /// True: the database server's clock (see above).
     [[nodiscard]] bool uses_own_clock() const noexcept override { return true; }
+
+    /// LISTEN/NOTIFY wake-ups (see "Wake-ups" above); nullptr when
+    /// `notifications` is off.
+    std::unique_ptr<store_watch> watch(std::function<void()> on_work) override;
 
     /// TEST ONLY. Freezes the store's clock at the database's now() (on the
     /// first call) and from then on moves it only by the durations given:
