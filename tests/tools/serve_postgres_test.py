@@ -5,6 +5,11 @@ and one shared --data-dir, on 127.0.0.1.
 
 - an export created on node A is listed, finished and downloaded through
   node B, byte for byte the same file from either node;
+- every JSON log line names its node (`--node`), and the job's start is
+  logged by the node that claimed it; B runs poll-only
+  (`--store-poll-only`: no LISTEN, no prepared statements) beside A;
+- a poll-only node alone runs exports, and holds no LISTEN connection;
+  a bad `--node`, or `--store-poll-only` without `--store`, is exit 2;
 - both nodes list the same exports; after both stop (SIGTERM) and one starts
   again, the export is still there;
 - a --store that is not a PostgreSQL URI is a usage error (exit 2, one line);
@@ -42,11 +47,12 @@ KEY = "pg-key"
 class Node:
     """One `serve` process on the shared store and data directory."""
 
-    def __init__(self, name):
-        self.log = open(os.path.join(TMP, f"{name}.log"), "ab")
+    def __init__(self, name, *extra):
+        self.log_path = os.path.join(TMP, f"{name}.log")
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [EXE, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(TMP, "data"),
-             "--source", SOURCE, "--store", PG.uri, "--api-key", f"{KEY}:1", "--quiet"],
+             "--source", SOURCE, "--store", PG.uri, "--api-key", f"{KEY}:1", *extra],
             stdout=subprocess.PIPE, stderr=self.log)
         line = server_process.read_line(self.proc, 30).strip()
         if not line.startswith("listening on "):
@@ -79,6 +85,10 @@ class Node:
         server_process.kill(self.proc, self.log)
         return rc
 
+    def log_lines(self):
+        with open(self.log_path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
 
 def wait_available(node, export_id, timeout=60):
     deadline = time.monotonic() + timeout
@@ -104,7 +114,7 @@ def download(link):
 
 class ServeOnPostgres(unittest.TestCase):
     def test_1_two_nodes_one_store(self):
-        a, b = Node("a"), Node("b")
+        a, b = Node("a", "--node", "api-a"), Node("b", "--node", "api-b", "--store-poll-only")
         try:
             status, created = a.json("POST", "/exports/contacts", json.dumps({"listIds": [1]}))
             self.assertEqual(status, 202, created)
@@ -128,7 +138,16 @@ class ServeOnPostgres(unittest.TestCase):
             self.assertEqual(a.stop(), 0)
             self.assertEqual(b.stop(), 0)
 
-        again = Node("a-again")
+        # Every line names its node; exactly one node logged the job's start.
+        started = []
+        for node, name in ((a, "api-a"), (b, "api-b")):
+            lines = node.log_lines()
+            self.assertTrue(lines)
+            self.assertEqual({line.get("node") for line in lines}, {name})
+            started += [name for line in lines if line.get("message", "").startswith(f"job {export_id} started")]
+        self.assertEqual(len(started), 1, started)
+
+        again = Node("a-again", "--quiet")
         try:
             _, listing = again.json("GET", "/exports?limit=100")
             found = [e for e in listing["exports"] if e["exportId"] == export_id]
@@ -136,6 +155,38 @@ class ServeOnPostgres(unittest.TestCase):
             self.assertEqual(found[0]["status"], "available")
         finally:
             self.assertEqual(again.stop(), 0)
+
+    def test_2_a_poll_only_node_runs_exports_without_listening(self):
+        node = Node("poll", "--node", "poll-1", "--store-poll-only", "--quiet")
+        try:
+            ids = []
+            for _ in range(3):
+                status, created = node.json("POST", "/exports/contacts", json.dumps({"listIds": [2]}))
+                self.assertEqual(status, 202, created)
+                ids.append(created["exportId"])
+            for export_id in ids:
+                link = wait_available(node, export_id)
+                self.assertEqual(download(link)[0], 200)
+            r = subprocess.run([os.path.join(pg_cluster.PG_BIN, "psql"), "-X", "-A", "-t", "-d", PG.uri, "-c",
+                                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"],
+                               capture_output=True, text=True, check=True, timeout=30)
+            self.assertEqual(r.stdout.strip(), "0")
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+    def test_2_bad_node_names_and_a_lonely_poll_only_are_usage_errors(self):
+        for extra in (["--node", "has space"], ["--node", ""], ["--node", "x" * 129]):
+            r = subprocess.run([EXE, "serve", "--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,
+                                "--api-key", f"{KEY}:1", "--store", PG.uri, *extra],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (extra, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("--node", r.stderr)
+        r = subprocess.run([EXE, "serve", "--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,
+                            "--api-key", f"{KEY}:1", "--store-poll-only"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--store-poll-only", r.stderr)
 
     def test_2_a_store_that_is_not_postgres_is_a_usage_error(self):
         r = subprocess.run([EXE, "serve", "--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,

@@ -22,10 +22,13 @@
 #include <boost/json/value.hpp>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -70,21 +73,31 @@ std::string url_host(const tcp::endpoint& ep)
 }
 
 /// Lines to stderr, whole, from any thread.
+/// `s` as a quoted, escaped JSON string: for the JSON log lines.
+std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
+
+/// The JSON log on stderr, one object per line; each names the node
+/// ("node" first) when the lines of several nodes are read together.
 class log_sink {
 public:
+    explicit log_sink(const std::string& node) : node_field_("\"node\":" + json_string(node) + ",") {}
+
     void line(std::string_view s)
     {
         std::lock_guard lk(mu_);
+        if (!s.empty() && s.front() == '{') {
+            std::fputc('{', stderr);
+            std::fwrite(node_field_.data(), 1, node_field_.size(), stderr);
+            s.remove_prefix(1);
+        }
         std::fwrite(s.data(), 1, s.size(), stderr);
         std::fputc('\n', stderr);
     }
 
 private:
+    std::string node_field_;
     std::mutex mu_;
 };
-
-/// `s` as a quoted, escaped JSON string: for the JSON log lines.
-std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(s)); }
 
 std::string now_text()
 {
@@ -95,10 +108,10 @@ std::string now_text()
 
 int serve_command(const std::vector<std::string>& argv)
 {
-    const args a(argv, {"quiet"},
+    const args a(argv, {"quiet", "store-poll-only"},
                  {"listen", "data-dir", "source", "retention", "record-retention", "url-ttl", "workers",
                   "public-url", "signing-key", "max-body", "readers", "lease", "sweep-interval",
-                  "stale-temp-age", "store"},
+                  "stale-temp-age", "store", "node"},
                  {"api-key", "previous-signing-key"});
 
     // -- every argument is checked before anything starts -----------------
@@ -116,6 +129,23 @@ int serve_command(const std::vector<std::string>& argv)
     if (store_uri)
         throw usage_error("--store: this exportengine was built without PostgreSQL support (libpq)");
 #endif
+    // --store-poll-only: behind a pooler in transaction mode (PgBouncer),
+    // no LISTEN/NOTIFY and no prepared statements; the engine polls.
+    const bool poll_only = a.flag("store-poll-only");
+    if (poll_only && !store_uri)
+        throw usage_error("--store-poll-only applies to a PostgreSQL --store only");
+    // --node: this node's name in leases and in every log line (default
+    // HOST:PID).
+    std::string node = a.get_or("node", "");
+    if (node.empty() && !a.get("node")) {
+        char host[256] = {};
+        if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+            std::strcpy(host, "localhost");
+        node = std::string(host) + ":" + std::to_string(::getpid());
+    }
+    if (node.empty() || node.size() > 128
+        || std::any_of(node.begin(), node.end(), [](unsigned char c) { return c <= ' ' || c >= 0x7f; }))
+        throw usage_error("--node must be 1 to 128 printable ASCII characters without spaces, e.g. --node api-1");
     const auto source = a.get("source");
     if (!source)
         throw usage_error("--source DB is required (the SQLite database to export from)");
@@ -173,7 +203,7 @@ int serve_command(const std::vector<std::string>& argv)
         ::setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    log_sink logs;
+    log_sink logs(node);
     const bool quiet = a.flag("quiet");
 
     // -- the parts --------------------------------------------------------
@@ -189,7 +219,9 @@ int serve_command(const std::vector<std::string>& argv)
                 .log_failure = [&logs](std::string_view why) {
                     logs.line("{\"time\":\"" + now_text() + "\",\"kind\":\"store\",\"level\":\"warning\","
                               "\"message\":" + json_string(why) + "}");
-                }});
+                },
+                .notifications = !poll_only,
+                .prepared_statements = !poll_only});
         } catch (const std::system_error& e) {
             // libpq's reason names the host and user, never a password; it
             // spans lines, the log line does not.
@@ -247,7 +279,8 @@ int serve_command(const std::vector<std::string>& argv)
                 .url_ttl = url_ttl,
                 .sweep_interval = sweep_interval,
                 .stale_temporary_age = stale_temp_age,
-                .readers = readers},
+                .readers = readers,
+                .owner = node},
                std::move(hooks));
     http_api api(eng, api_opt);
 

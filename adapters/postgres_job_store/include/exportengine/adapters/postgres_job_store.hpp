@@ -46,6 +46,22 @@
 // queued > 0` matches the account ORDER BY; `jobs_queued (account_id,
 // created_at, id) WHERE status = 'queued'` the job's.
 //
+// Wake-ups. An engine polls the store for work queued by other processes
+// (engine_options::poll_interval). With `notifications` on, watch() also
+// tells it sooner: one thread and one connection per store object LISTEN on
+// the schema's channel, and a create, regenerate, release, requeue,
+// completion or failure here makes that thread send one NOTIFY — at most
+// one per `notify_interval`, in a transaction of its own, never inside the
+// writers' transactions (a NOTIFY there would take PostgreSQL's
+// notification lock at each commit and serialise them). A hint only: a
+// lost notification costs one poll interval, never a job. Poll-only
+// (`notifications = false`) for poolers in transaction mode.
+//
+// Round trips. Most calls are one statement (a claim, a completion, a
+// create without a key, a list, a failure); the rest are pipelined. The
+// frequent ones run as named prepared statements unless
+// `prepared_statements` is off.
+//
 // Connections: a pool of at most `max_connections`. A call takes one for its
 // transaction and gives it back; a call that finds every connection busy
 // waits up to `acquire_timeout`, then fails with errc::store_failed. A
