@@ -1,4 +1,5 @@
 #include "support/engine_fixture.hpp"
+#include "support/forwarding_store.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -471,83 +472,40 @@ namespace {
 /// claim on another thread (the scheduler's loop, or a completion's
 /// complete_and_claim) can take the new job and report that before the
 /// create reports. Everything else is the real SQLite store.
-class slow_create_store final : public job_store {
+class slow_create_store final : public test::forwarding_store {
 public:
-    explicit slow_create_store(job_store& inner) : inner_(inner) {}
+    using forwarding_store::forwarding_store;
     create_result create(const new_job& j, const std::optional<idempotency_key>& k, boost::system::error_code& ec) override
     {
         auto r = inner_.create(j, k, ec);
         std::this_thread::sleep_for(60ms);
         return r;
     }
-    job_page list(std::int64_t a, std::int64_t p, std::int64_t l, boost::system::error_code& ec) override
-    {
-        return inner_.list(a, p, l, ec);
-    }
-    std::optional<export_job> get(std::int64_t a, std::string_view id, boost::system::error_code& ec) override
-    {
-        return inner_.get(a, id, ec);
-    }
-    std::optional<export_job> find(std::string_view id, boost::system::error_code& ec) override
-    {
-        return inner_.find(id, ec);
-    }
-    std::optional<export_job> claim(const std::string& o, timestamp now, timestamp until, int limit,
-                                    boost::system::error_code& ec) override
-    {
-        return inner_.claim(o, now, until, limit, ec);
-    }
-    bool heartbeat(std::string_view id, const job_lease& l, timestamp now, timestamp until, std::int64_t rows,
-                   boost::system::error_code& ec) override
-    {
-        return inner_.heartbeat(id, l, now, until, rows, ec);
-    }
+};
+
+/// A job store whose completions commit but whose replies are lost (a
+/// connection that broke during COMMIT): the caller sees store_failed and
+/// cannot know the completion landed.
+class lost_reply_store final : public test::forwarding_store {
+public:
+    using forwarding_store::forwarding_store;
     std::optional<export_job> complete(std::string_view id, const job_lease& l, const completion& c, timestamp now,
                                        boost::system::error_code& ec) override
     {
-        return inner_.complete(id, l, c, now, ec);
+        if (inner_.complete(id, l, c, now, ec))
+            ec = errc::store_failed;
+        return std::nullopt;
     }
     complete_result complete_and_claim(const completion_request& r, boost::system::error_code& ec) override
     {
-        return inner_.complete_and_claim(r, ec);
+        auto done = inner_.complete_and_claim(r, ec);
+        if (done.completed) {
+            ec = errc::store_failed;
+            // (A claim made with it stays in the store, unknown to the
+            // engine: its lease runs out, as after a crash.)
+        }
+        return {};
     }
-    std::optional<export_job> fail(std::string_view id, const job_lease& l, const job_error& e, timestamp now,
-                                   boost::system::error_code& ec) override
-    {
-        return inner_.fail(id, l, e, now, ec);
-    }
-    std::optional<export_job> release(std::string_view id, const job_lease& l, timestamp now,
-                                      boost::system::error_code& ec) override
-    {
-        return inner_.release(id, l, now, ec);
-    }
-    requeue_result requeue_expired_leases(timestamp now, int max, const job_error& e,
-                                          boost::system::error_code& ec) override
-    {
-        return inner_.requeue_expired_leases(now, max, e, ec);
-    }
-    std::vector<export_job> expire_due(timestamp now, std::size_t limit, boost::system::error_code& ec) override
-    {
-        return inner_.expire_due(now, limit, ec);
-    }
-    std::vector<file_to_delete> files_to_delete(std::size_t limit, boost::system::error_code& ec) override
-    {
-        return inner_.files_to_delete(limit, ec);
-    }
-    void forget_file(std::string_view id, std::string_view key, boost::system::error_code& ec) override
-    {
-        inner_.forget_file(id, key, ec);
-    }
-    std::optional<regenerate_result> regenerate(std::int64_t a, std::string_view id, timestamp now,
-                                                const std::optional<idempotency_key>& k,
-                                                boost::system::error_code& ec) override
-    {
-        return inner_.regenerate(a, id, now, k, ec);
-    }
-    std::int64_t prune(timestamp t, boost::system::error_code& ec) override { return inner_.prune(t, ec); }
-
-private:
-    job_store& inner_;
 };
 
 } // namespace
@@ -584,6 +542,33 @@ TEST_CASE("each job's notifications arrive in store-version order, one per chang
         for (std::size_t k = 0; k < ev.size(); ++k)
             CHECK(ev[k].version == static_cast<std::int64_t>(k + 1));
     }
+    e.async_stop(5s, asio::use_future).get();
+}
+
+TEST_CASE("a completion whose reply was lost keeps its file: the job is available and its file whole",
+          "[engine][store]")
+{
+    // The store committed the completion but the engine was told
+    // store_failed. Removing the file then (as after a refused completion)
+    // would leave an available job without its file.
+    test::engine_fixture f;
+    lost_reply_store store(f.store);
+    auto o = f.default_options();
+    o.max_concurrent_jobs = 1;
+    engine e(f.host.get_executor(), store, f.source, f.sink, f.signer, f.clock, o,
+             engine_hooks{.on_state_change = [&](const export_job& j) { f.events.record(j); },
+                          .log = [&](log_level, std::string_view l) { f.logs.add(l); }});
+    e.start();
+    const std::string id = e.async_create_export(1, contacts_request(), std::nullopt, asio::use_future).get().job.id;
+    REQUIRE(f.logs.wait_for("recording job " + id + " failed"));
+    boost::system::error_code ec;
+    const auto job = f.store.find(id, ec);
+    REQUIRE(job);
+    CHECK(job->status == export_status::available);
+    REQUIRE_FALSE(job->file_key.empty());
+    const auto path = std::filesystem::path(f.dir.file("files")) / job->file_key;
+    REQUIRE(std::filesystem::exists(path));
+    CHECK(static_cast<std::int64_t>(std::filesystem::file_size(path)) == job->file_size.value_or(-1));
     e.async_stop(5s, asio::use_future).get();
 }
 

@@ -109,9 +109,12 @@ std::optional<export_job> transitions::record(const export_job& job, const expor
         } else {
             after = core_.store.complete(job.id, job.lease, done, now, ec);
         }
-        if (!after) {
-            // Our lease went to another worker (or the store failed): this
-            // file is nobody's. Remove it.
+        if (!after && ec == errc::lease_lost) {
+            // Our lease went to another worker: this file is nobody's.
+            // Remove it. (Not when the store failed: the completion may have
+            // committed with its reply lost, and then this is the job's live
+            // file. If it did not commit, the lease runs out and
+            // requeue_expired_leases lists this claim's file for the sweep.)
             error_code rec;
             core_.sink.remove(o.file.key, rec);
         }

@@ -37,7 +37,6 @@ namespace sql {
 #define EE_NOW(n) "COALESCE($" #n "::bigint, floor(extract(epoch FROM now()) * 1000)::bigint)"
 
 const char* const begin = "BEGIN";
-const char* const begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 const char* const commit = "COMMIT";
 const char* const relaxed = "SET LOCAL synchronous_commit = off";
 const char* const clock = "SELECT floor(extract(epoch FROM now()) * 1000)::bigint";
@@ -206,22 +205,26 @@ constexpr statement regenerate{
     "file_key = '', lease_owner = '', lease_expires_at = NULL, updated_at = " EE_NOW(2) ", "
     "version = version + 1 WHERE id = $1 RETURNING " EE_PG_JOB_COLUMNS};
 
-// Prune: first the account rows of the jobs it will delete, in account
-// order (the lock order of requeue_expired_leases, so the two cannot
-// deadlock: the delete's trigger then only touches rows already held),
-// then the jobs. Jobs another transaction holds are left for the next
-// prune.
+// Prune, one batch per statement: first the account rows of the jobs it
+// will delete, in account order (the lock order of
+// requeue_expired_leases, so the two cannot deadlock), then at most $2 of
+// those accounts' prunable jobs (one snapshot: the delete cannot reach an
+// account it did not lock first, so its trigger touches only rows already
+// held). Jobs another transaction holds are left for the next prune.
 #define EE_PRUNABLE                                                                   \
     " status IN ('expired', 'failed') AND updated_at < $1 AND file_key = '' "         \
     "AND NOT EXISTS (SELECT 1 FROM stale_files WHERE job_id = jobs.id)"
-constexpr statement prune_lock_accounts{
-    "ee_prune_lock",
-    "SELECT account_id FROM account_queue WHERE account_id IN "
-    "(SELECT DISTINCT account_id FROM jobs WHERE" EE_PRUNABLE ") ORDER BY account_id FOR UPDATE"};
-constexpr statement prune_jobs{"ee_prune_jobs",
-                               "DELETE FROM jobs WHERE id IN ("
-                               "  SELECT id FROM jobs WHERE" EE_PRUNABLE
-                               "  ORDER BY account_id, id FOR UPDATE SKIP LOCKED)"};
+constexpr statement prune_jobs{
+    "ee_prune_jobs",
+    "WITH accounts AS ("
+    "  SELECT account_id FROM account_queue WHERE account_id IN ("
+    "    SELECT account_id FROM jobs WHERE" EE_PRUNABLE " LIMIT $2)"
+    "  ORDER BY account_id FOR UPDATE"
+    "), doomed AS ("
+    "  SELECT id AS doomed_id FROM jobs WHERE" EE_PRUNABLE
+    "  AND account_id IN (SELECT account_id FROM accounts)"
+    "  ORDER BY account_id, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ") DELETE FROM jobs USING doomed WHERE id = doomed_id"};
 #undef EE_PRUNABLE
 constexpr statement prune_keys{"ee_prune_keys", "DELETE FROM idempotency_keys WHERE created_at < $1"};
 #undef EE_NOW
@@ -491,7 +494,7 @@ create_result postgres_job_store::create(const new_job& job, const std::optional
                                    command_step(sql::commit)});
         return {read_job(r[0], 0), true};
     });
-    if (created.created)
+    if (!ec && created.created)
         impl_->work_queued();
     return created;
 }
@@ -577,28 +580,32 @@ complete_result postgres_job_store::complete_and_claim(const completion_request&
                                       impl::complete_step(r, impl_->clock())});
         out.completed = impl::fenced(done[2]);
         const param now = done[1].str(0, 0);
+        std::vector<result> claimed;
         try {
-            const auto claimed = c.pipeline(
+            claimed = c.pipeline(
                 {command_step("SAVEPOINT claim_next"),
                  run_step(sql::claim, std::int64_t{r.next->per_account_limit}, std::string_view(r.next->owner),
                           std::int64_t{(r.next->lease_until - r.next->now).count()}, now),
                  command_step("RELEASE claim_next"), command_step(sql::commit)});
-            if (claimed[1].rows() == 1)
-                out.next = read_job(claimed[1], 0);
-            return out;
         } catch (const pipeline_error& e) {
             if (e.step != 1)
-                throw;
+                throw; // the transaction is rolled back: nothing happened
+            // The claim failed; the completion stands.
             impl_->failed(e.what(), e.sqlstate);
-        } catch (const refusal& e) {
-            // (Not reached: read_job throws refusals only for corrupt rows,
-            // which the next claim would meet again.)
-            out.claim_error = e.code;
-        }
-        if (!out.claim_error)
+            c.exec("ROLLBACK TO claim_next; COMMIT");
             out.claim_error = errc::store_failed;
-        out.next.reset();
-        c.exec("ROLLBACK TO claim_next; COMMIT");
+            return out;
+        }
+        // Committed, both: from here on nothing may report the completion
+        // as failed (the engine would take its file for nobody's).
+        if (claimed[1].rows() == 1) {
+            try {
+                out.next = read_job(claimed[1], 0);
+            } catch (const std::exception& e) {
+                impl_->failed(e.what(), {});
+                out.claim_error = errc::store_failed; // its lease runs out
+            }
+        }
         return out;
     });
     if (out.completed)
@@ -747,18 +754,27 @@ std::optional<regenerate_result> postgres_job_store::regenerate(std::int64_t acc
         c.exec(sql::commit);
         return regenerate_result{std::move(regenerated), true};
     });
-    if (out && out->regenerated)
+    if (!ec && out && out->regenerated)
         impl_->work_queued();
     return out;
 }
 
 std::int64_t postgres_job_store::prune(timestamp older_than, error_code& ec)
 {
+    // Batches, each its own short transaction: a large backlog never holds
+    // many accounts' rows (which completions wait for and claims skip) for
+    // long.
+    constexpr std::int64_t batch = 500;
     return impl_->run(ec, [&](connection& c) {
-        const auto r = c.pipeline({command_step(sql::begin), run_step(sql::prune_lock_accounts, to_ms(older_than)),
-                                   run_step(sql::prune_jobs, to_ms(older_than)),
-                                   run_step(sql::prune_keys, to_ms(older_than)), command_step(sql::commit)});
-        return r[2].affected();
+        std::int64_t pruned = 0;
+        for (;;) {
+            const auto n = c.query(sql::prune_jobs, to_ms(older_than), batch).affected();
+            pruned += n;
+            if (n < batch)
+                break;
+        }
+        c.query(sql::prune_keys, to_ms(older_than));
+        return pruned;
     });
 }
 

@@ -96,9 +96,19 @@ std::string scrub(std::string text, const std::string& secret)
 // ---------------------------------------------------------------------------
 // connection
 
-connection::connection(const std::string& conninfo, bool prepare) : prepare_(prepare)
+connection::connection(const std::string& conninfo, bool prepare, const conn_params& extra) : prepare_(prepare)
 {
-    c_ = PQconnectdb(conninfo.c_str());
+    // The string (or URI) first, as "dbname" expanded; then the extras,
+    // which win over what it says.
+    std::vector<const char*> keys{"dbname"};
+    std::vector<const char*> values{conninfo.c_str()};
+    for (const auto& [k, v] : extra) {
+        keys.push_back(k);
+        values.push_back(v);
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    c_ = PQconnectdbParams(keys.data(), values.data(), 1);
     if (c_ == nullptr)
         throw pq_error("out of memory opening a connection", "");
     if (PQstatus(c_) != CONNECTION_OK) {
@@ -341,11 +351,11 @@ pool::lease::~lease()
         p_->give_back(std::move(c_));
 }
 
-std::unique_ptr<connection> pool::open()
+std::unique_ptr<connection> pool::open(const conn_params& extra)
 {
     std::unique_ptr<connection> c;
     try {
-        c = std::make_unique<connection>(conninfo_, prepare_);
+        c = std::make_unique<connection>(conninfo_, prepare_, extra);
     } catch (const pq_error& e) {
         // (libpq names host, port and user, not the password; in case a
         // message ever quotes it, it goes.)

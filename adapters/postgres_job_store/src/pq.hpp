@@ -120,13 +120,16 @@ struct pipeline_error : pq_error {
     std::size_t step;
 };
 
+/// Connection parameters (keyword, value), over a connection string's.
+using conn_params = std::vector<std::pair<const char*, const char*>>;
+
 /// One libpq connection. Not thread-safe: one user at a time (the pool's).
 class connection {
 public:
     /// Connects; throws pq_error (with libpq's message, which never holds
     /// the password) when it cannot. `prepare`: run `statement`s as named
-    /// prepared statements.
-    explicit connection(const std::string& conninfo, bool prepare = true);
+    /// prepared statements. `extra`: parameters over the string's.
+    explicit connection(const std::string& conninfo, bool prepare = true, const conn_params& extra = {});
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
     ~connection();
@@ -218,12 +221,13 @@ public:
     lease acquire();
 
     /// A connection outside the pool (a listener's), set up like the
-    /// pooled ones. Throws pq_error when it cannot be opened.
-    std::unique_ptr<connection> open_unpooled() { return open(); }
+    /// pooled ones, with `extra` connection parameters over those of the
+    /// connection string. Throws pq_error when it cannot be opened.
+    std::unique_ptr<connection> open_unpooled(const conn_params& extra) { return open(extra); }
 
 private:
     void give_back(std::unique_ptr<connection> c) noexcept;
-    std::unique_ptr<connection> open();
+    std::unique_ptr<connection> open(const conn_params& extra = {});
 
     std::string conninfo_;
     std::string password_;

@@ -105,6 +105,15 @@ void wakeups::tell_watchers()
     }
 }
 
+// The listener's connection notices a dead peer within about a minute
+// (TCP keepalives; tcp_user_timeout for unacknowledged writes), besides
+// the pings.
+const conn_params keepalives{{"keepalives", "1"},
+                             {"keepalives_idle", "20"},
+                             {"keepalives_interval", "10"},
+                             {"keepalives_count", "3"},
+                             {"tcp_user_timeout", "60000"}};
+
 void wakeups::run()
 {
     using clock = std::chrono::steady_clock;
@@ -113,6 +122,8 @@ void wakeups::run()
     auto backoff = std::chrono::milliseconds{100};
     auto last_sent = clock::now() - interval_;
     bool connected_before = false;
+    bool sending = false;
+    constexpr int ping_every_ms = 30'000;
 
     const auto log = [this](const std::string& what) {
         if (!log_)
@@ -140,7 +151,7 @@ void wakeups::run()
         }
         try {
             if (!c) {
-                c = connections_.open_unpooled();
+                c = connections_.open_unpooled(keepalives);
                 c->exec("SET synchronous_commit = off");
                 if (listen.empty())
                     listen = "LISTEN " + c->quote_identifier(channel_);
@@ -151,19 +162,33 @@ void wakeups::run()
                 connected_before = true;
                 continue;
             }
+            // What libpq already read (with a statement's reply: the
+            // NOTIFY below, the LISTEN) is in its buffer, not the socket's:
+            // take it before waiting on the socket.
+            if (!c->take_notifications().empty())
+                tell_watchers();
             if (due) {
                 {
                     std::lock_guard lock(mutex_);
                     dirty_ = false;
                 }
                 last_sent = clock::now();
+                sending = true;
                 c->query("SELECT pg_notify($1, '')", channel_);
+                sending = false;
                 continue;
             }
+            // A link that died silently shows up at the next ping.
+            if (timeout_ms < 0 || timeout_ms > ping_every_ms)
+                timeout_ms = ping_every_ms;
             pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {c->socket(), POLLIN, 0}};
             const int n = ::poll(fds, 2, timeout_ms);
             if (n < 0 && errno != EINTR)
                 throw pq_error("poll failed", "");
+            if (n == 0) {
+                c->exec("SELECT 1");
+                continue;
+            }
             if (fds[0].revents & POLLIN) {
                 std::uint64_t count = 0;
                 [[maybe_unused]] const auto r = ::read(wake_fd_, &count, sizeof count);
@@ -177,6 +202,12 @@ void wakeups::run()
         } catch (const std::exception& e) {
             log(e.what());
             c.reset();
+            if (sending) {
+                // Not sent: still due once the connection is back.
+                std::lock_guard lock(mutex_);
+                dirty_ = true;
+                sending = false;
+            }
             // Wait before the next try, unless told to stop.
             pollfd fd{wake_fd_, POLLIN, 0};
             const auto deadline = clock::now() + backoff;
