@@ -104,7 +104,7 @@ TEST_CASE("postgres_job_store keeps the job_store contract", "[postgres][store][
     });
 }
 
-TEST_CASE("postgres_job_store keeps the contract poll-only, without prepared statements (a pooler's mode)",
+TEST_CASE("postgres_job_store keeps the contract in transaction-pooling mode (no session state)",
           "[postgres][store][conformance]")
 {
     EXPORTENGINE_PG_CLUSTER_OR_SKIP(pg);
@@ -115,8 +115,7 @@ TEST_CASE("postgres_job_store keeps the contract poll-only, without prepared sta
                 auto s = std::make_unique<postgres_job_store>(
                     postgres_job_store_options{.conninfo = pg->uri(),
                                                .schema = fresh_schema("pooler"),
-                                               .notifications = false,
-                                               .prepared_statements = false});
+                                               .transaction_pooling = true});
                 s->advance_clock_for_testing(0ms);
                 latest = s.get();
                 return s;

@@ -130,7 +130,8 @@ int serve_command(const std::vector<std::string>& argv)
         throw usage_error("--store: this exportengine was built without PostgreSQL support (libpq)");
 #endif
     // --store-poll-only: behind a pooler in transaction mode (PgBouncer),
-    // no LISTEN/NOTIFY and no prepared statements; the engine polls.
+    // no session state: no LISTEN/NOTIFY (the engine polls), no prepared
+    // statements, the schema set in every transaction.
     const bool poll_only = a.flag("store-poll-only");
     if (poll_only && !store_uri)
         throw usage_error("--store-poll-only applies to a PostgreSQL --store only");
@@ -220,8 +221,7 @@ int serve_command(const std::vector<std::string>& argv)
                     logs.line("{\"time\":\"" + now_text() + "\",\"kind\":\"store\",\"level\":\"warning\","
                               "\"message\":" + json_string(why) + "}");
                 },
-                .notifications = !poll_only,
-                .prepared_statements = !poll_only});
+                .transaction_pooling = poll_only});
         } catch (const std::system_error& e) {
             // libpq's reason names the host and user, never a password; it
             // spans lines, the log line does not.

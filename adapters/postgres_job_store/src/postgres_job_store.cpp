@@ -268,10 +268,11 @@ struct postgres_job_store::impl {
 
     impl(const postgres_job_store_options& o, const std::string& search_path)
         : connections(with_connect_timeout(o.conninfo, o.connect_timeout), check_conninfo(o.conninfo), search_path,
-                      o.max_connections, o.acquire_timeout, o.prepared_statements),
+                      o.max_connections, o.acquire_timeout, o.prepared_statements && !o.transaction_pooling,
+                      o.transaction_pooling),
           log_failure(o.log_failure)
     {
-        if (o.notifications)
+        if (o.notifications && !o.transaction_pooling)
             signals = std::make_unique<wakeups>(connections, notify_channel(o.schema), o.notify_interval,
                                                 o.log_failure);
     }

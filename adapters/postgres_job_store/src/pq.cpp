@@ -174,8 +174,14 @@ bool connection::prepared(const statement& s) const noexcept
     return false;
 }
 
+namespace {
+const statement set_local_search_path{"ee_search_path", "SELECT set_config('search_path', $1, true)"};
+} // namespace
+
 result connection::run(const statement& s, const std::vector<param>& params)
 {
+    if (!local_search_path_.empty() && PQtransactionStatus(c_) == PQTRANS_IDLE)
+        return std::move(pipeline({step{&s, nullptr, params}})[0]);
     if (!prepare_)
         return exec_params(s.sql, params);
     if (!prepared(s)) {
@@ -190,6 +196,30 @@ result connection::run(const statement& s, const std::vector<param>& params)
 }
 
 std::vector<result> connection::pipeline(const std::vector<step>& steps)
+{
+    if (local_search_path_.empty() || steps.empty() || PQtransactionStatus(c_) != PQTRANS_IDLE)
+        return pipeline_as_given(steps);
+    // The steps run in one transaction (an explicit one from a leading
+    // BEGIN, else the implicit one a pipeline runs in up to its sync):
+    // search_path is set first in it, for it alone.
+    const bool begins = steps[0].stmt == nullptr && std::string_view(steps[0].command).starts_with("BEGIN");
+    const std::size_t at = begins ? 1 : 0;
+    std::vector<step> with;
+    with.reserve(steps.size() + 1);
+    with.insert(with.end(), steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(at));
+    with.push_back(step{&set_local_search_path, nullptr, {local_search_path_}});
+    with.insert(with.end(), steps.begin() + static_cast<std::ptrdiff_t>(at), steps.end());
+    std::vector<result> out;
+    try {
+        out = pipeline_as_given(with);
+    } catch (const pipeline_error& e) {
+        throw pipeline_error(e, e.step > at ? e.step - 1 : e.step);
+    }
+    out.erase(out.begin() + static_cast<std::ptrdiff_t>(at));
+    return out;
+}
+
+std::vector<result> connection::pipeline_as_given(const std::vector<step>& steps)
 {
     if (PQenterPipelineMode(c_) != 1)
         throw pq_error("cannot enter pipeline mode: " + std::string(PQerrorMessage(c_)), "08006");
@@ -337,9 +367,9 @@ std::string connection::quote_identifier(std::string_view name)
 // pool
 
 pool::pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
-           std::chrono::milliseconds acquire_timeout, bool prepare)
+           std::chrono::milliseconds acquire_timeout, bool prepare, bool per_transaction)
     : conninfo_(std::move(conninfo)), password_(std::move(password)), search_path_(std::move(search_path)),
-      max_(max == 0 ? 1 : max), timeout_(acquire_timeout), prepare_(prepare)
+      max_(max == 0 ? 1 : max), timeout_(acquire_timeout), prepare_(prepare), per_transaction_(per_transaction)
 {
 }
 
@@ -361,7 +391,10 @@ std::unique_ptr<connection> pool::open(const conn_params& extra)
         // message ever quotes it, it goes.)
         throw pq_error(scrub(e.what(), password_), e.sqlstate);
     }
-    c->query("SELECT set_config('search_path', $1, false)", search_path_);
+    if (per_transaction_)
+        c->set_search_path_per_transaction(search_path_);
+    else
+        c->query("SELECT set_config('search_path', $1, false)", search_path_);
     return c;
 }
 

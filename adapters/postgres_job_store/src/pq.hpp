@@ -130,6 +130,14 @@ public:
     /// the password) when it cannot. `prepare`: run `statement`s as named
     /// prepared statements. `extra`: parameters over the string's.
     explicit connection(const std::string& conninfo, bool prepare = true, const conn_params& extra = {});
+
+    /// Keep no session state (a pooler in transaction mode may hand each
+    /// transaction another server connection): `search_path` is set inside
+    /// every transaction that run() and pipeline() begin, as its first
+    /// statement (after BEGIN when they begin with one), instead of once
+    /// for the session. A transaction begun with exec("BEGIN") must set it
+    /// itself.
+    void set_search_path_per_transaction(std::string search_path) { local_search_path_ = std::move(search_path); }
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
     ~connection();
@@ -178,7 +186,9 @@ public:
 private:
     result check(pg_result* r);
     [[nodiscard]] bool prepared(const statement& s) const noexcept;
+    std::vector<result> pipeline_as_given(const std::vector<step>& steps);
     pg_conn* c_ = nullptr;
+    std::string local_search_path_;
     bool prepare_ = true;
     /// The statements prepared on this connection (a handful).
     std::vector<const statement*> prepared_;
@@ -189,8 +199,10 @@ class pool {
 public:
     /// `conninfo` must have passed check_conninfo; connection errors have
     /// `password` scrubbed from them.
+    /// `per_transaction`: set `search_path` in every transaction rather than
+    /// once per connection (see connection::set_search_path_per_transaction).
     pool(std::string conninfo, std::string password, std::string search_path, std::size_t max,
-         std::chrono::milliseconds acquire_timeout, bool prepare);
+         std::chrono::milliseconds acquire_timeout, bool prepare, bool per_transaction = false);
     pool(const pool&) = delete;
     pool& operator=(const pool&) = delete;
     ~pool();
@@ -235,6 +247,7 @@ private:
     std::size_t max_;
     std::chrono::milliseconds timeout_;
     bool prepare_;
+    bool per_transaction_;
     std::mutex mutex_;
     std::condition_variable freed_;
     std::vector<std::unique_ptr<connection>> idle_;

@@ -156,6 +156,9 @@ void migrate(connection& c, const std::string& schema)
         // others then find the version current. (Transaction-scoped: the
         // lock goes with the commit or rollback.)
         c.query("SELECT pg_advisory_xact_lock(hashtextextended('exportengine.schema:' || $1, 0))", schema);
+        // The schema for this transaction's unqualified names (also where
+        // the connection keeps no session state: a pooler's).
+        c.query("SELECT set_config('search_path', $1, true)", quoted);
         c.exec(("CREATE SCHEMA IF NOT EXISTS " + quoted).c_str());
         c.exec(("CREATE TABLE IF NOT EXISTS " + quoted
                 + ".schema_version (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL)")

@@ -55,7 +55,8 @@
 // writers' transactions (a NOTIFY there would take PostgreSQL's
 // notification lock at each commit and serialise them). A hint only: a
 // lost notification costs one poll interval, never a job. Poll-only
-// (`notifications = false`) for poolers in transaction mode.
+// (`notifications = false`, or `transaction_pooling`) for poolers in
+// transaction mode.
 //
 // Round trips. Most calls are one statement (a claim, a completion, a
 // create without a key, a list, a failure); the rest are pipelined. The
@@ -111,17 +112,21 @@ struct postgres_job_store_options {
     /// threads at once; must not throw. Empty: nothing is told.
     std::function<void(std::string_view)> log_failure{};
     /// Wake-ups through LISTEN/NOTIFY (see "Wake-ups" above). False: poll
-    /// only (the engine's poll_interval), and no NOTIFY is sent — for a
-    /// pooler in transaction mode (PgBouncer), where a LISTEN does not
-    /// stay on one server connection.
+    /// only (the engine's poll_interval), and no NOTIFY is sent.
     bool notifications = true;
     /// At most one NOTIFY per this interval from this store object.
     std::chrono::milliseconds notify_interval{20};
     /// Run the frequent statements as named prepared statements (parsed and
-    /// planned once per connection). False for a pooler in transaction
-    /// mode that does not keep them (PgBouncer before 1.21, or without
-    /// max_prepared_statements).
+    /// planned once per connection).
     bool prepared_statements = true;
+    /// Behind a pooler in transaction mode (PgBouncer `pool_mode =
+    /// transaction`), which may give each transaction another server
+    /// connection: keep no session state. The schema is set inside every
+    /// transaction (`set_config('search_path', ..., true)`, one more
+    /// statement in the same round trip) instead of once per connection,
+    /// and there is no LISTEN/NOTIFY (poll only) and no prepared statement,
+    /// whatever `notifications` and `prepared_statements` say.
+    bool transaction_pooling = false;
 };
 
 /// The job store on a PostgreSQL 15 database, through libpq.
