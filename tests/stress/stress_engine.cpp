@@ -20,7 +20,8 @@
 // milliseconds since the epoch: the same clock as the database server's on
 // this machine, so the store's now() of that call lies in [begin, end]):
 //   call claim <id> <token> ok <begin> <end> <owner> <store's now> <lease end>
-//   call <heartbeat|complete|fail|release> <id> <token> <ok|lost|error> <begin> <end> <owner>
+//   call heartbeat <id> <token> <ok|lost|error> <begin> <end> <owner> <lease end at least>
+//   call <complete|fail|release> <id> <token> <ok|lost|error> <begin> <end> <owner>
 // A line is written after the call returned, so a process that dies may
 // lose its last lines, never log a call that did not happen.
 // SECONDS = 0 runs a final recovery pass instead: it sweeps until no job is
@@ -150,7 +151,13 @@ public:
     {
         const std::int64_t begin = wall_ms();
         const bool ok = inner_.heartbeat(id, l, now, lease_until, rows_so_far, ec);
-        called("heartbeat", id, l, ec ? "error" : ok ? "ok" : "lost", begin);
+        // The lease's new end, or an instant before it: a store on its own
+        // clock renews to its now() (at or after `begin`) plus the duration
+        // asked for; any other to `lease_until` as given.
+        const std::int64_t renewed_to = inner_.uses_own_clock()
+                                            ? begin + (lease_until - now).count()
+                                            : lease_until.time_since_epoch().count();
+        called("heartbeat", id, l, ec ? "error" : ok ? "ok" : "lost", begin, 0, std::to_string(renewed_to));
         return ok;
     }
     std::optional<export_job> complete(std::string_view id, const job_lease& l, const completion& result,
@@ -229,10 +236,11 @@ private:
                       j.lease_expires_at ? ms(*j.lease_expires_at) : std::string("-")));
     }
     void called(const char* op, std::string_view id, const job_lease& l, const char* result, std::int64_t begin,
-                std::int64_t end = 0)
+                std::int64_t end = 0, const std::string& extra = {})
     {
         log_.line(cat("call ", op, " ", id, " ", std::to_string(l.token), " ", result, " ",
-                      std::to_string(begin), " ", std::to_string(end ? end : wall_ms()), " ", l.owner));
+                      std::to_string(begin), " ", std::to_string(end ? end : wall_ms()), " ", l.owner,
+                      extra.empty() ? "" : " ", extra));
     }
 
     job_store& inner_;

@@ -36,10 +36,11 @@ on what the processes logged:
   * no overlap of live leases: for consecutive logged claims t1 < t2 of a
     job, unless t1's holder ended its claim itself (complete, fail or
     release), the claim of t2 returned no earlier than the latest lease end
-    the logs prove t1 had — the lease end its claim recorded, and begin +
-    lease for each successful heartbeat of t1 (that call's store now() was
-    at or after its begin: the processes and the database run on one
-    machine, one clock). A store may only requeue a lease that ended before
+    the logs prove t1 had — the lease end its claim returned, and for each
+    successful heartbeat of t1 the end it renewed to: `lease_until` as given
+    on a store of the caller's clock (SQLite), begin + lease on one of its
+    own (PostgreSQL: that call's now() was at or after its begin — the
+    processes and the database run on one machine, one clock). A store may only requeue a lease that ended before
     its now(), so a claim of t2 returning earlier took the job from a holder
     whose lease was live.
   What the logs cannot prove: that no holder *worked* after its lease ran
@@ -68,7 +69,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
 
 PER_ACCOUNT_LIMIT = 2  # stress_engine.cpp: opt.max_jobs_per_account
-LEASE_MS = 600         # stress_engine.cpp: opt.lease_duration
 SCHEMA = "stress"      # stress_engine.cpp: the PostgreSQL store's schema
 # The store's now() is in milliseconds and the logs' begin/end too; either
 # may round where the other truncates.
@@ -311,10 +311,14 @@ def check(state, files, log):
             elif parts[0] == "call":
                 op, job, token, result, begin, end, owner = parts[1:8]
                 if op == "claim":
-                    lease_end = int(parts[9]) if parts[9] != "-" else int(begin) + LEASE_MS
+                    if parts[9] == "-":
+                        problems.append(f"the claim of {job} token {token} returned no lease end")
+                    lease_end = int(parts[9]) if parts[9] != "-" else 0
                     lease_claims.setdefault((job, int(token)), []).append((owner, int(begin), int(end), lease_end))
                 else:
-                    lease_calls.append((op, job, int(token), result, int(begin), int(end), owner))
+                    # A heartbeat's lease end proven (see stress_engine.cpp).
+                    renewed_to = int(parts[8]) if op == "heartbeat" else None
+                    lease_calls.append((op, job, int(token), result, int(begin), int(end), owner, renewed_to))
 
     jobs, stale = state["jobs"], state["stale"]
     for job in created - jobs.keys():
@@ -362,14 +366,14 @@ def check_leases(lease_claims, lease_calls):
             problems.append(f"token {token} of {job} was claimed {len(entries)} times: {entries}")
         by_job.setdefault(job, []).append((token, entries[0]))
     renewed, ended = {}, {}
-    for op, job, token, result, begin, end, owner in lease_calls:
+    for op, job, token, result, begin, end, owner, renewed_to in lease_calls:
         if result != "ok":
             continue
         claim = lease_claims.get((job, token))
         if claim and claim[0][0] != owner:
             problems.append(f"{op} of {job} under token {token} by {owner}, which {claim[0][0]} claimed")
         if op == "heartbeat":
-            renewed[(job, token)] = max(renewed.get((job, token), 0), begin + LEASE_MS)
+            renewed[(job, token)] = max(renewed.get((job, token), 0), renewed_to)
         else:
             ended[(job, token)] = min(ended.get((job, token), begin), begin)
     calls_by_job = {}
@@ -389,7 +393,7 @@ def check_leases(lease_claims, lease_calls):
                 problems.append(f"{job}: token {t2} claimed by {o2} (returned at {e2}) while {o1}'s lease "
                                 f"{t1} was live until at least {live_until}")
         # Fencing: nothing under an older token succeeds once a newer claim returned.
-        for op, _, token, result, begin, _, owner in calls_by_job.get(job, []):
+        for op, _, token, result, begin, _, owner, _ in calls_by_job.get(job, []):
             if result != "ok":
                 continue
             newer = [(t, e) for t, (_, _, e, _) in tokens if t > token and e + SLACK_MS < begin]
