@@ -227,11 +227,19 @@ def run(exe, pg, tmp):
         print(f"pg_restart_test: {len(links)} of {len(acked)} acknowledged exports available "
               f"{time.monotonic() - settle_started:.2f} s after the load stopped", flush=True)
 
+        listings = {n.name: listed(n) for n in nodes}
         for n in nodes:
-            missing = {a[0] for a in acked} - listed(n)
+            missing = {a[0] for a in acked} - listings[n.name]
             if missing:
                 problems.append(f"node {n.name} does not list {len(missing)} acknowledged exports, "
                                 f"e.g. {sorted(missing)[:3]}")
+        if listings["a"] != listings["b"]:
+            problems.append("the nodes list different exports")
+        # A create whose answer was lost may still have been stored (allowed:
+        # it was not acknowledged; a client retrying without an
+        # Idempotency-Key would then have two).
+        print(f"pg_restart_test: {len(listings['a'] - {a[0] for a in acked})} exports stored whose create "
+              "was not acknowledged", flush=True)
         # A couple of downloads (one made before the restart, one after).
         for export_id, _, _ in (before[:1] + after[-1:]):
             if export_id not in links:
