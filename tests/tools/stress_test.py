@@ -110,13 +110,14 @@ class LimitSampler:
     process fed over stdin, until stop()."""
 
     QUERY = (f"SELECT account_id, count(*) FROM {SCHEMA}.jobs WHERE status='processing' GROUP BY 1;\n"
-             "\\echo __end__\n")
+             "\\echo __end__ :ERROR\n")  # psql's ERROR: whether the query failed
 
     def __init__(self, uri, errors_path):
         self.errors = open(errors_path, "w")
         self.proc = subprocess.Popen(psql_args(uri), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.errors, text=True, bufsize=1)
         self.samples = 0
+        self.failures = 0
         self.busiest = 0
         self.over = []  # (seconds into the run, account, count)
         self._stop = threading.Event()
@@ -129,13 +130,18 @@ class LimitSampler:
             while not self._stop.is_set():
                 self.proc.stdin.write(self.QUERY)
                 self.proc.stdin.flush()
-                rows = []
+                rows, failed = [], None
                 for line in self.proc.stdout:
-                    if line.strip() == "__end__":
+                    if line.startswith("__end__ "):
+                        failed = line.split()[1] == "true"
                         break
                     rows.append(line.rstrip("\n").split("\t"))
                 else:
                     return  # psql went away
+                if failed:  # no schema yet, say: not a sample
+                    self.failures += 1
+                    self._stop.wait(0.075)
+                    continue
                 self.samples += 1
                 for account, count in rows:
                     self.busiest = max(self.busiest, int(count))
@@ -248,7 +254,8 @@ def run(a, pg):
               f"previous claim was not ended by its holder (checked against that lease's proven end), "
               f"{time.monotonic() - started:.1f} s", flush=True)
         if sampler:
-            print(f"stress_test: per-account limit sampled {sampler.samples} times, "
+            print(f"stress_test: per-account limit sampled {sampler.samples} times ({sampler.failures} queries "
+                  "failed), "
                   f"at most {sampler.busiest} processing jobs of one account (limit {PER_ACCOUNT_LIMIT})",
                   flush=True)
         if problems:
