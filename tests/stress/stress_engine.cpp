@@ -2,8 +2,9 @@
 //
 //   exportengine_stress_engine STORE FILES_DIR SECONDS OWNER SEED CRASH_AFTER_MS LOG
 //
-// Runs an engine on the shared SQLite job store STORE and the shared files
-// directory, with an in-memory source, a real clock and short timings (lease
+// Runs an engine on the shared job store STORE — a SQLite file, or with a
+// `postgresql://` URI the PostgreSQL job store in schema `stress` of that
+// database (when built with it) — and the shared files directory, with an in-memory source, a real clock and short timings (lease
 // 600 ms, files expire 300 ms after completion, sweep every 100 ms), and for
 // SECONDS seconds does what users do at random: create exports (3 accounts,
 // some gzip), list, ask for download links, regenerate whatever it has seen
@@ -14,12 +15,24 @@
 // Every fact the checker needs goes to LOG, one line each, flushed at once:
 //   created <id>
 //   state <id> <status> <this process's owner name> <lease token> <file_key>
+// and, from a recording wrapper around the store, every lease-holding call
+// the engine made with the wall-clock interval it ran in (system clock,
+// milliseconds since the epoch: the same clock as the database server's on
+// this machine, so the store's now() of that call lies in [begin, end]):
+//   call claim <id> <token> ok <begin> <end> <owner> <store's now> <lease end>
+//   call heartbeat <id> <token> <ok|lost|error> <begin> <end> <owner> <lease end at least>
+//   call <complete|fail|release> <id> <token> <ok|lost|error> <begin> <end> <owner>
+// A line is written after the call returned, so a process that dies may
+// lose its last lines, never log a call that did not happen.
 // SECONDS = 0 runs a final recovery pass instead: it sweeps until no job is
 // queued or processing (or 20 s pass) and stops.
 #include <exportengine/adapters/filesystem_sink.hpp>
 #include <exportengine/adapters/hmac_url_signer.hpp>
 #include <exportengine/adapters/memory_data_source.hpp>
 #include <exportengine/adapters/sqlite_job_store.hpp>
+#if EXPORTENGINE_HAVE_POSTGRES
+#include <exportengine/adapters/postgres_job_store.hpp>
+#endif
 #include <exportengine/engine.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -32,6 +45,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -84,6 +98,169 @@ boost::system::error_code error_of(Op op)
     return p.get_future().get();
 }
 
+std::int64_t wall_ms()
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string ms(timestamp t)
+{
+    return std::to_string(t.time_since_epoch().count());
+}
+
+/// The store, with every call that takes or uses a lease written to the log
+/// (see the file comment). Everything else passes straight through.
+class recording_store final : public job_store {
+public:
+    recording_store(job_store& inner, log_file& log) : inner_(inner), log_(log) {}
+
+    bool uses_own_clock() const noexcept override { return inner_.uses_own_clock(); }
+
+    create_result create(const new_job& job, const std::optional<idempotency_key>& key,
+                         boost::system::error_code& ec) override
+    {
+        return inner_.create(job, key, ec);
+    }
+    job_page list(std::int64_t account_id, std::int64_t page, std::int64_t limit,
+                  boost::system::error_code& ec) override
+    {
+        return inner_.list(account_id, page, limit, ec);
+    }
+    std::optional<export_job> get(std::int64_t account_id, std::string_view id,
+                                  boost::system::error_code& ec) override
+    {
+        return inner_.get(account_id, id, ec);
+    }
+    std::optional<export_job> find(std::string_view id, boost::system::error_code& ec) override
+    {
+        return inner_.find(id, ec);
+    }
+    std::optional<export_job> claim(const std::string& owner, timestamp now, timestamp lease_until,
+                                    int per_account_limit, boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        auto j = inner_.claim(owner, now, lease_until, per_account_limit, ec);
+        if (j)
+            claimed(*j, begin, wall_ms());
+        return j;
+    }
+    bool heartbeat(std::string_view id, const job_lease& l, timestamp now, timestamp lease_until,
+                   std::int64_t rows_so_far, boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        const bool ok = inner_.heartbeat(id, l, now, lease_until, rows_so_far, ec);
+        // The lease's new end, or an instant before it: a store on its own
+        // clock renews to its now() (at or after `begin`) plus the duration
+        // asked for; any other to `lease_until` as given.
+        const std::int64_t renewed_to = inner_.uses_own_clock()
+                                            ? begin + (lease_until - now).count()
+                                            : lease_until.time_since_epoch().count();
+        called("heartbeat", id, l, ec ? "error" : ok ? "ok" : "lost", begin, 0, std::to_string(renewed_to));
+        return ok;
+    }
+    std::optional<export_job> complete(std::string_view id, const job_lease& l, const completion& result,
+                                       timestamp now, boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        auto j = inner_.complete(id, l, result, now, ec);
+        called("complete", id, l, outcome(j.has_value(), ec), begin);
+        return j;
+    }
+    complete_result complete_and_claim(const completion_request& r, boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        auto out = inner_.complete_and_claim(r, ec);
+        const std::int64_t end = wall_ms();
+        called("complete", r.id, r.lease, outcome(out.completed.has_value(), ec), begin, end);
+        if (out.next)
+            claimed(*out.next, begin, end);
+        return out;
+    }
+    std::optional<export_job> fail(std::string_view id, const job_lease& l, const job_error& error,
+                                   timestamp now, boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        auto j = inner_.fail(id, l, error, now, ec);
+        called("fail", id, l, outcome(j.has_value(), ec), begin);
+        return j;
+    }
+    std::optional<export_job> release(std::string_view id, const job_lease& l, timestamp now,
+                                      boost::system::error_code& ec) override
+    {
+        const std::int64_t begin = wall_ms();
+        auto j = inner_.release(id, l, now, ec);
+        called("release", id, l, outcome(j.has_value(), ec), begin);
+        return j;
+    }
+    requeue_result requeue_expired_leases(timestamp now, int max_attempts, const job_error& exhausted,
+                                          boost::system::error_code& ec) override
+    {
+        return inner_.requeue_expired_leases(now, max_attempts, exhausted, ec);
+    }
+    std::vector<export_job> expire_due(timestamp now, std::size_t limit, boost::system::error_code& ec) override
+    {
+        return inner_.expire_due(now, limit, ec);
+    }
+    std::vector<file_to_delete> files_to_delete(std::size_t limit, boost::system::error_code& ec) override
+    {
+        return inner_.files_to_delete(limit, ec);
+    }
+    void forget_file(std::string_view job_id, std::string_view file_key, boost::system::error_code& ec) override
+    {
+        inner_.forget_file(job_id, file_key, ec);
+    }
+    std::optional<regenerate_result> regenerate(std::int64_t account_id, std::string_view id, timestamp now,
+                                                const std::optional<idempotency_key>& key,
+                                                boost::system::error_code& ec) override
+    {
+        return inner_.regenerate(account_id, id, now, key, ec);
+    }
+    std::int64_t prune(timestamp older_than, boost::system::error_code& ec) override
+    {
+        return inner_.prune(older_than, ec);
+    }
+
+private:
+    static const char* outcome(bool done, const boost::system::error_code& ec)
+    {
+        if (done)
+            return "ok";
+        return ec == errc::lease_lost ? "lost" : "error";
+    }
+    void claimed(const export_job& j, std::int64_t begin, std::int64_t end)
+    {
+        log_.line(cat("call claim ", j.id, " ", std::to_string(j.lease.token), " ok ", std::to_string(begin), " ",
+                      std::to_string(end), " ", j.lease.owner, " ", ms(j.updated_at), " ",
+                      j.lease_expires_at ? ms(*j.lease_expires_at) : std::string("-")));
+    }
+    void called(const char* op, std::string_view id, const job_lease& l, const char* result, std::int64_t begin,
+                std::int64_t end = 0, const std::string& extra = {})
+    {
+        log_.line(cat("call ", op, " ", id, " ", std::to_string(l.token), " ", result, " ",
+                      std::to_string(begin), " ", std::to_string(end ? end : wall_ms()), " ", l.owner,
+                      extra.empty() ? "" : " ", extra));
+    }
+
+    job_store& inner_;
+    log_file& log_;
+};
+
+std::unique_ptr<job_store> open_store(const std::string& store)
+{
+    if (store.rfind("postgresql://", 0) == 0 || store.rfind("postgres://", 0) == 0) {
+#if EXPORTENGINE_HAVE_POSTGRES
+        return std::make_unique<adapters::postgres_job_store>(
+            adapters::postgres_job_store_options{.conninfo = store, .schema = "stress"});
+#else
+        std::fprintf(stderr, "this stress engine was built without the PostgreSQL job store\n");
+        std::exit(2);
+#endif
+    }
+    return std::make_unique<adapters::sqlite_job_store>(store);
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -98,7 +275,8 @@ int main(int argc, char** argv)
     const long crash_after_ms = std::atol(argv[6]);
     log_file log(argv[7]);
 
-    adapters::sqlite_job_store store(store_path);
+    const std::unique_ptr<job_store> opened = open_store(store_path);
+    recording_store store(*opened, log);
     adapters::filesystem_sink sink(files_dir);
     adapters::hmac_url_signer signer(std::string(32, 'k'), {.base_url = "http://127.0.0.1"});
     adapters::memory_data_source source;

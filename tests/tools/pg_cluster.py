@@ -53,6 +53,8 @@ class PgCluster:
         self.port = None
         self.uri = None
         self._watchdog = None
+        self._as_postgres = []
+        self._options = None
 
     def uri_of(self, database):
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -102,6 +104,7 @@ class PgCluster:
                                stdout=out, stderr=subprocess.STDOUT, check=False)
         if r.returncode != 0:
             raise PgUnavailable("initdb failed: " + _tail(log))
+        self._as_postgres = as_postgres
         error = None
         for _ in range(3):
             self.port = _free_port()
@@ -113,6 +116,7 @@ class PgCluster:
                                    stdout=out, stderr=subprocess.STDOUT, check=False)
             if r.returncode == 0:
                 error = None
+                self._options = options
                 break
             error = "pg_ctl start failed: " + _tail(os.path.join(self.dir, "server.log"))
         if error:
@@ -123,6 +127,21 @@ class PgCluster:
         if r.returncode != 0:
             raise PgUnavailable("CREATE DATABASE failed: " + r.stderr[-1500:])
         self.uri = self.uri_of(self.database)
+
+    def restart(self, mode="fast"):
+        """`pg_ctl restart -m MODE`: the server shuts down (fast: every
+        session is terminated) and starts again on the same port, directory
+        and options; returns when it accepts connections again. Raises
+        PgUnavailable when it did not come back."""
+        data = os.path.join(self.dir, "data")
+        with open(os.path.join(self.dir, "setup.log"), "ab") as out:
+            r = subprocess.run(self._as_postgres + [os.path.join(PG_BIN, "pg_ctl"), "restart", "-w", "-t", "60",
+                                                    "-m", mode, "-D", data,
+                                                    "-l", os.path.join(self.dir, "server.log"),
+                                                    "-o", self._options],
+                               stdout=out, stderr=subprocess.STDOUT, check=False)
+        if r.returncode != 0:
+            raise PgUnavailable("pg_ctl restart failed: " + _tail(os.path.join(self.dir, "server.log")))
 
     def stop(self):
         """Stops the cluster and removes its directory (idempotent)."""
