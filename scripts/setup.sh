@@ -29,6 +29,8 @@ packages=(
   # the PostgreSQL job store: libpq to build it, a server for its tests
   # (each test binary starts a throwaway cluster of its own)
   libpq-dev postgresql-15
+  # the pooler the store's transaction-pooling mode is tested behind
+  pgbouncer
   # tests and benchmarks
   catch2 libbenchmark-dev python3 python3-yaml
   # real tools the tests and benchmarks read our output with / compare against
