@@ -423,6 +423,8 @@ void bench_jobs(const args& a, const std::filesystem::path& dir)
     open_store(a.store, location).reset(); // created (migrated) once, before the workers open it
     std::vector<worker_proc> workers(static_cast<std::size_t>(a.processes));
     ::signal(SIGPIPE, SIG_IGN);
+    // The workers run this very file (named so, not "exe", in ps and perf).
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
     for (int i = 0; i < a.processes; ++i) {
         auto& w = workers[static_cast<std::size_t>(i)];
         int in[2], out[2];
@@ -430,7 +432,7 @@ void bench_jobs(const args& a, const std::filesystem::path& dir)
             die("pipe failed");
         const std::string files = (a.files_dir.empty() ? dir / "files" : std::filesystem::path(a.files_dir))
                                   / ("w" + std::to_string(i));
-        std::vector<std::string> argv_s = {"/proc/self/exe",
+        std::vector<std::string> argv_s = {"bench_engine",
                                            "--worker", std::to_string(i),
                                            "--processes", std::to_string(a.processes),
                                            "--jobs", std::to_string(a.jobs),
@@ -449,7 +451,7 @@ void bench_jobs(const args& a, const std::filesystem::path& dir)
         if (pid == 0) {
             ::dup2(in[0], STDIN_FILENO);
             ::dup2(out[1], STDOUT_FILENO);
-            ::execv("/proc/self/exe", argv.data());
+            ::execv(self.c_str(), argv.data());
             ::_exit(127);
         }
         ::close(in[0]);
