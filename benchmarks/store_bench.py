@@ -27,7 +27,10 @@ the sampling costs CPU on a small machine): the top statements of
 pg_stat_statements by total time and by calls, the wait events sampled from
 pg_stat_activity every 50 ms, the WAL fsyncs per commit (pg_stat_wal,
 pg_stat_database), the CPU the bench and the rest of the machine used, and
-`pg_test_fsync -s 1` on the cluster's disk.
+`pg_test_fsync -s 1` on the cluster's disk; and, where perf is installed (and
+may record the whole machine; --no-perf: not at all), `perf record -a -g`
+over that run: the CPU by process, and the backends' time by phase (parse,
+analyze, plan, execute, commit, waiting for the client).
 
 Writes the Markdown page to --page (default: benchmarks/results/DATE-stores.md)
 and prints it. Refuses a tree with uncommitted changes unless --allow-dirty
@@ -37,6 +40,8 @@ import argparse
 import os
 import re
 import shlex
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -202,6 +207,69 @@ def wal_line(uri, jobs):
             f"{nbytes / max(jobs, 1) / 1024:.1f} KiB of WAL per job.")
 
 
+class PerfRecorder:
+    """`perf record -a -g` over the whole machine while the block runs (when
+    perf is there and may record), then where the CPU went: by process name,
+    and the PostgreSQL backends' time by phase (inclusive, % of all
+    samples)."""
+
+    PHASES = [("PostgresMain", "the backends' query loop (PostgresMain), all of it"),
+              ("pg_parse_query", "parse"), ("pg_analyze_and_rewrite_varparams", "analyze (with $-params)"),
+              ("pg_analyze_and_rewrite_fixedparams", "analyze (no params)"), ("pg_plan_queries", "plan"),
+              ("PortalRun", "execute (PortalRun)"), ("plpgsql_exec_trigger", "  of which the PL/pgSQL triggers"),
+              ("CommitTransactionCommand", "commit"), ("XLogFlush", "  of which the WAL flush (XLogFlush)"),
+              ("pq_getbyte", "reading the client's next message (pq_getbyte)"),
+              ("__schedule", "in the scheduler (kernel __schedule: sleeping, waking)")]
+
+    def __init__(self, enabled):
+        self.perf = shutil.which("perf") if enabled else None
+        self.data = None
+        self._p = None
+
+    def __enter__(self):
+        if self.perf:
+            fd, self.data = tempfile.mkstemp(prefix="exportengine-perf-", suffix=".data")
+            os.close(fd)
+            self._p = subprocess.Popen([self.perf, "record", "-a", "-g", "-F", "499", "-o", self.data],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        if self._p:
+            self._p.send_signal(signal.SIGINT)
+            self._p.wait()
+        return False
+
+    def _report(self, *args):
+        out = subprocess.run([self.perf, "report", "-i", self.data, "--stdio", "-g", "none", *args],
+                             capture_output=True, text=True, check=False).stdout
+        return [line.split() for line in out.splitlines() if line.strip() and not line.startswith("#")]
+
+    def lines(self):
+        if not self.data:
+            return []
+        try:
+            comms = self._report("--no-children", "--sort", "comm")
+            syms = self._report("--children", "--comm", "postgres", "--sort", "sym")
+            selfs = self._report("--no-children", "--comm", "postgres", "--sort", "dso,sym")
+        finally:
+            os.remove(self.data)
+        if not comms:
+            return ["(perf recorded nothing: perf_event_paranoid, or no permission)", ""]
+        out = ["`perf record -a -g -F 499` over the whole machine during that run; % of all samples "
+               "(both cores, every process).", "", "| process | share |", "|---|---:|"]
+        out += [f"| {c[1]} | {c[0]} |" for c in comms[:6] if len(c) >= 2]
+        inclusive = {c[-1]: c[0] for c in syms if len(c) >= 4}
+        out += ["", "The PostgreSQL backends by phase (inclusive: a phase's callees count in it; stacks "
+                "unwound through frame pointers, which the server may not keep, so read these as lower bounds):",
+                "", "| phase | share of all samples |", "|---|---:|"]
+        out += [f"| {name} | {inclusive.get(sym, '—')} |" for sym, name in self.PHASES]
+        out += ["", "The PostgreSQL processes' own hottest functions (self time):", "",
+                "| share | where | function |", "|---:|---|---|"]
+        out += [f"| {c[0]} | {c[1]} | `{' '.join(c[3:])}` |" for c in selfs[:12] if len(c) >= 4]
+        return out + [""]
+
+
 def wait_table(sampler):
     out = [f"{sampler.samples:,} samples, every {sampler.interval * 1000:.0f} ms; each row: how many "
            "client backends were seen in that state, summed over the samples, and the share of all.", "",
@@ -224,6 +292,7 @@ def main():
     ap.add_argument("--profile-jobs", type=int, default=3000, help="jobs in the profiled run")
     ap.add_argument("--page", default=os.path.join(HERE, "results", time.strftime("%Y-%m-%d") + "-stores.md"))
     ap.add_argument("--allow-dirty", action="store_true")
+    ap.add_argument("--no-perf", action="store_true", help="no perf record in the profiled run")
     a = ap.parse_args()
     command = "python3 benchmarks/store_bench.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     bench = os.path.abspath(os.path.join(a.bin, "bench_engine"))
@@ -280,7 +349,7 @@ def main():
             p = max(jobs_missed)
             reset_stats(pg.uri)
             log(f"profile: jobs, {p} process(es), {a.profile_jobs} jobs")
-            with WaitSampler(pg.uri) as sampler:
+            with WaitSampler(pg.uri) as sampler, PerfRecorder(not a.no_perf) as perf:
                 r = jobs_run(bench, pg.uri, p, a.profile_jobs)
             profile += [
                 f"### Profile: jobs on PostgreSQL, {p} engine process{'es' if p > 1 else ''}",
@@ -311,6 +380,7 @@ def main():
                 "",
                 *wait_table(sampler),
                 "",
+                *perf.lines(),
             ]
         if list_missed:
             reset_stats(pg.uri)
