@@ -6,10 +6,13 @@ tests/support/pg_cluster.hpp).
 
 initdb into a fresh temporary directory (as the `postgres` user when run as
 root), postgres on 127.0.0.1 only, on a free port, its socket inside that
-directory, fsync off. Leaving the block stops it (`pg_ctl stop -m immediate`)
-and removes the directory; so does a watchdog process (`sh` in a session of
-its own, reading a pipe from us) when this process dies any other way,
-SIGKILL included.
+directory, fsync off. `PgCluster(durable=True)` is for benchmarks: fsync,
+full_page_writes and synchronous_commit on (the server's defaults), initdb
+syncing its files; `settings={"name": "value"}` adds `-c name=value` server
+settings (e.g. shared_preload_libraries). Leaving the block stops it
+(`pg_ctl stop -m immediate`) and removes the directory; so does a watchdog
+process (`sh` in a session of its own, reading a pipe from us) when this
+process dies any other way, SIGKILL included.
 
 `cluster_or_skip()` is for test scripts: the cluster, or None after a
 warning on stderr when it cannot start — except under CI=true, where it
@@ -47,8 +50,10 @@ def _tail(path, n=1500):
 
 
 class PgCluster:
-    def __init__(self, database="exportengine_test"):
+    def __init__(self, database="exportengine_test", durable=False, settings=None):
         self.database = database
+        self.durable = durable
+        self.settings = dict(settings or {})
         self.dir = None
         self.port = None
         self.uri = None
@@ -100,7 +105,8 @@ class PgCluster:
         log = os.path.join(self.dir, "setup.log")
         with open(log, "ab") as out:
             r = subprocess.run(as_postgres + [os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust",
-                                              "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"],
+                                              "-U", "postgres", "-E", "UTF8", "--locale=C"]
+                               + ([] if self.durable else ["--no-sync"]),
                                stdout=out, stderr=subprocess.STDOUT, check=False)
         if r.returncode != 0:
             raise PgUnavailable("initdb failed: " + _tail(log))
@@ -108,8 +114,13 @@ class PgCluster:
         error = None
         for _ in range(3):
             self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir} "
-                       "-c fsync=off -c full_page_writes=off")
+            options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir} "
+            if self.durable:
+                options += "-c fsync=on -c full_page_writes=on -c synchronous_commit=on"
+            else:
+                options += "-c fsync=off -c full_page_writes=off"
+            for name, value in self.settings.items():
+                options += f" -c {name}={shlex.quote(str(value))}"
             with open(log, "ab") as out:
                 r = subprocess.run(as_postgres + [pg_ctl, "start", "-w", "-t", "60", "-D", data,
                                                   "-l", os.path.join(self.dir, "server.log"), "-o", options],
