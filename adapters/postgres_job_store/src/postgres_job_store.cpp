@@ -79,41 +79,46 @@ constexpr statement list_page{
 
 // The claim, in one statement: the account first (the first one by the
 // fairness order whose row no one else holds, locked until commit), then
-// its oldest queued job (locked too), the compare-and-set, the account's
-// turn stamped, and — for a claim with token t > 1 — the previous claim's
-// file recorded for the sweep (it may exist: that claim may have published
-// before it lost its lease). The key is export_file_key(job, t - 1) as
-// export_job.cpp makes it: "<id>-<token>.csv" or ".csv.gz" (the conformance
-// suite checks the two agree). The per-account counts follow through the
-// trigger, after the statement. $1 limit, $2 owner, $3 lease duration
-// (ms), $4 clock.
-constexpr statement claim{
-    "ee_claim",
-    "WITH clock AS (SELECT " EE_NOW(4) " AS now_ms"
-    "), account AS ("
-    "  SELECT account_id FROM account_queue"
-    "  WHERE queued > 0 AND running < $1"
-    "  ORDER BY running, last_claim, account_id"
-    "  LIMIT 1 FOR UPDATE SKIP LOCKED"
-    "), candidate AS ("
-    "  SELECT id AS candidate_id FROM jobs"
-    "  WHERE status = 'queued' AND account_id = (SELECT account_id FROM account)"
-    "  ORDER BY created_at, id"
-    "  LIMIT 1 FOR UPDATE SKIP LOCKED"
-    "), claimed AS ("
-    "  UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = $2, "
-    "  lease_token = lease_token + 1, lease_expires_at = clock.now_ms + $3, updated_at = clock.now_ms, "
-    "  row_count = 0, error_code = NULL, error_message = NULL, version = version + 1 "
-    "  FROM candidate, clock WHERE id = candidate_id AND status = 'queued' "
-    "  RETURNING jobs.*"
-    "), turn AS ("
-    "  UPDATE account_queue SET last_claim = nextval('claim_turns')"
-    "  WHERE account_id = (SELECT account_id FROM claimed)"
-    "), retired AS ("
-    "  INSERT INTO stale_files (job_id, stale_key, retired_at)"
-    "  SELECT id, id || '-' || (lease_token - 1) || CASE compression WHEN 'gzip' THEN '.csv.gz' ELSE '.csv' END,"
-    "  updated_at FROM claimed WHERE lease_token > 1 ON CONFLICT DO NOTHING"
-    ") SELECT " EE_PG_JOB_COLUMNS " FROM claimed"};
+// its oldest queued job (locked too), the compare-and-set, and — for a
+// claim with token t > 1 — the previous claim's file recorded for the
+// sweep (it may exist: that claim may have published before it lost its
+// lease). The key is export_file_key(job, t - 1) as export_job.cpp makes
+// it: "<id>-<token>.csv" or ".csv.gz" (the conformance suite checks the two
+// agree). The trigger, after the statement, counts the claim and stamps the
+// account's turn. $1 limit, $2 owner, $3 lease duration (ms), $4 clock.
+#define EE_CLAIM(guard)                                                                                    \
+    "WITH clock AS (SELECT " EE_NOW(4) " AS now_ms"                                                          \
+    "), account AS ("                                                                                        \
+    "  SELECT account_id FROM account_queue"                                                                 \
+    "  WHERE queued > 0 AND running < $1" guard                                                              \
+    "  ORDER BY running, last_claim, account_id"                                                             \
+    "  LIMIT 1 FOR UPDATE SKIP LOCKED"                                                                       \
+    "), candidate AS ("                                                                                      \
+    "  SELECT id AS candidate_id FROM jobs"                                                                  \
+    "  WHERE status = 'queued' AND account_id = (SELECT account_id FROM account)"                            \
+    "  ORDER BY created_at, id"                                                                              \
+    "  LIMIT 1 FOR UPDATE SKIP LOCKED"                                                                       \
+    "), claimed AS ("                                                                                        \
+    "  UPDATE jobs SET status = 'processing', attempt = attempt + 1, lease_owner = $2, "                      \
+    "  lease_token = lease_token + 1, lease_expires_at = clock.now_ms + $3, updated_at = clock.now_ms, "     \
+    "  row_count = 0, error_code = NULL, error_message = NULL, version = version + 1 "                       \
+    "  FROM candidate, clock WHERE id = candidate_id AND status = 'queued' "                                 \
+    "  RETURNING jobs.*"                                                                                     \
+    "), retired AS ("                                                                                        \
+    "  INSERT INTO stale_files (job_id, stale_key, retired_at)"                                              \
+    "  SELECT id, id || '-' || (lease_token - 1) || CASE compression WHEN 'gzip' THEN '.csv.gz' ELSE '.csv' END," \
+    "  updated_at FROM claimed WHERE lease_token > 1 ON CONFLICT DO NOTHING"                                \
+    ") SELECT " EE_PG_JOB_COLUMNS " FROM claimed"
+constexpr statement claim{"ee_claim", EE_CLAIM("")};
+// The same, only when job $5 is available with file $6 in this
+// transaction: the claim of a complete_and_claim, sent in the same round
+// trip as the completion, claims nothing when that completion was refused.
+// (The key names the claim that wrote it, so no other completion can have
+// left the job available with it.)
+constexpr statement claim_after{
+    "ee_claim_after",
+    EE_CLAIM(" AND EXISTS (SELECT 1 FROM jobs WHERE id = $5 AND status = 'available' AND file_key = $6)")};
+#undef EE_CLAIM
 
 // The fenced writes: $1 id, $2 lease owner, $3 lease token, $4 clock.
 #define EE_FENCE " WHERE id = $1 AND status = 'processing' AND lease_owner = $2 AND lease_token = $3"
@@ -574,34 +579,41 @@ complete_result postgres_job_store::complete_and_claim(const completion_request&
             out.completed = impl::fenced(c.pipeline({impl::complete_step(r, impl_->clock())})[0]);
             return out;
         }
-        // One transaction, two round trips: the completion (refused: the
-        // transaction is rolled back, nothing claimed), then the claim
-        // under a savepoint, so that its failure rolls back only itself.
-        const auto done = c.pipeline({command_step(sql::begin), run_step(sql::now, impl_->clock()),
-                                      impl::complete_step(r, impl_->clock())});
-        out.completed = impl::fenced(done[2]);
-        const param now = done[1].str(0, 0);
-        std::vector<result> claimed;
+        // One transaction, one round trip: the completion, then the claim
+        // under a savepoint (its failure rolls back only itself), guarded
+        // so that it claims nothing when the completion was refused.
+        const auto& key = r.result.file_key;
+        std::vector<result> done;
         try {
-            claimed = c.pipeline(
-                {command_step("SAVEPOINT claim_next"),
-                 run_step(sql::claim, std::int64_t{r.next->per_account_limit}, std::string_view(r.next->owner),
-                          std::int64_t{(r.next->lease_until - r.next->now).count()}, now),
-                 command_step("RELEASE claim_next"), command_step(sql::commit)});
+            done = c.pipeline({command_step(sql::begin), impl::complete_step(r, impl_->clock()),
+                               command_step("SAVEPOINT claim_next"),
+                               run_step(sql::claim_after, std::int64_t{r.next->per_account_limit},
+                                        std::string_view(r.next->owner),
+                                        std::int64_t{(r.next->lease_until - r.next->now).count()}, impl_->clock(),
+                                        std::string_view(r.id), std::string_view(key)),
+                               command_step("RELEASE claim_next"), command_step(sql::commit)});
         } catch (const pipeline_error& e) {
-            if (e.step != 1)
+            if (e.step != 3)
                 throw; // the transaction is rolled back: nothing happened
-            // The claim failed; the completion stands.
+            // The claim failed: keep the completion (if it was made).
             impl_->failed(e.what(), e.sqlstate);
-            c.exec("ROLLBACK TO claim_next; COMMIT");
+            c.exec("ROLLBACK TO claim_next");
+            const auto kept = c.pipeline({run_step(sql::job_by_id, std::string_view(r.id)), command_step(sql::commit)});
+            if (kept[0].rows() != 1)
+                throw refusal{errc::lease_lost};
+            auto job = read_job(kept[0], 0);
+            if (job.status != export_status::available || job.file_key != key)
+                throw refusal{errc::lease_lost};
+            out.completed = std::move(job);
             out.claim_error = errc::store_failed;
             return out;
         }
-        // Committed, both: from here on nothing may report the completion
-        // as failed (the engine would take its file for nobody's).
-        if (claimed[1].rows() == 1) {
+        // Committed. A refused completion changed nothing and claimed
+        // nothing (the claim's guard).
+        out.completed = impl::fenced(done[1]);
+        if (done[3].rows() == 1) {
             try {
-                out.next = read_job(claimed[1], 0);
+                out.next = read_job(done[3], 0);
             } catch (const std::exception& e) {
                 impl_->failed(e.what(), {});
                 out.claim_error = errc::store_failed; // its lease runs out

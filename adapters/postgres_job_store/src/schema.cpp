@@ -141,7 +141,47 @@ CREATE TABLE stale_files (
 );
 )sql";
 
-constexpr std::array<const char*, 1> migrations{schema_v1};
+// Version 2: a claim's turn is stamped by the trigger, in the same update
+// of the account's row that counts the claim (one row version instead of
+// two per claim). Processes of version 1 still running stamp it once more
+// themselves, which changes nothing.
+constexpr const char* schema_v2 = R"sql(
+CREATE OR REPLACE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO account_queue AS a (account_id, queued, running, total, last_claim)
+        VALUES (NEW.account_id, (NEW.status = 'queued')::int, (NEW.status = 'processing')::int, 1,
+                nextval('account_first_seen') - 4611686018427387904)
+        ON CONFLICT (account_id) DO UPDATE SET
+            queued = a.queued + EXCLUDED.queued,
+            running = a.running + EXCLUDED.running,
+            total = a.total + 1;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE account_queue SET
+            queued = queued - (OLD.status = 'queued')::int,
+            running = running - (OLD.status = 'processing')::int,
+            total = total - 1
+        WHERE account_id = OLD.account_id;
+    ELSIF OLD.status = 'queued' AND NEW.status = 'processing' THEN
+        -- A claim: counted, and the account's turn taken.
+        UPDATE account_queue SET
+            queued = queued - 1,
+            running = running + 1,
+            last_claim = nextval('claim_turns')
+        WHERE account_id = NEW.account_id;
+    ELSIF OLD.status IN ('queued', 'processing') OR NEW.status IN ('queued', 'processing') THEN
+        UPDATE account_queue SET
+            queued = queued - (OLD.status = 'queued')::int + (NEW.status = 'queued')::int,
+            running = running - (OLD.status = 'processing')::int + (NEW.status = 'processing')::int
+        WHERE account_id = NEW.account_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+)sql";
+
+constexpr std::array<const char*, 2> migrations{schema_v1, schema_v2};
 
 } // namespace
 

@@ -178,15 +178,18 @@ void wakeups::run()
                 sending = false;
                 continue;
             }
-            // A link that died silently shows up at the next ping.
-            if (timeout_ms < 0 || timeout_ms > ping_every_ms)
+            // A link that died silently shows up at the next ping, sent
+            // after a quiet while (not when a NOTIFY's wait ends).
+            const bool quiet = timeout_ms < 0 || timeout_ms > ping_every_ms;
+            if (quiet)
                 timeout_ms = ping_every_ms;
             pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {c->socket(), POLLIN, 0}};
             const int n = ::poll(fds, 2, timeout_ms);
             if (n < 0 && errno != EINTR)
                 throw pq_error("poll failed", "");
             if (n == 0) {
-                c->exec("SELECT 1");
+                if (quiet)
+                    c->exec("SELECT 1");
                 continue;
             }
             if (fds[0].revents & POLLIN) {
