@@ -145,6 +145,30 @@ TEST_CASE("postgres_job_store migrations: idempotent, concurrent, a newer schema
         CHECK(sql_value(pg->uri(), "SELECT count(*) FROM " + schema + ".schema_version") == "1");
     }
 
+    SECTION("an older schema is upgraded in place, its jobs kept and claimable")
+    {
+        const auto schema = fresh_schema("upgrade");
+        error_code ec;
+        {
+            postgres_job_store first({.conninfo = pg->uri(), .schema = schema});
+            first.create({"old1", 7, request_of(1), wall_now()}, std::nullopt, ec);
+            REQUIRE_FALSE(ec);
+        }
+        // As a version-1 database: the claim's turn stamped by the claim
+        // statement itself, not by the trigger.
+        sql_value(pg->uri(), "UPDATE " + schema + ".schema_version SET version = 1");
+        postgres_job_store upgraded({.conninfo = pg->uri(), .schema = schema});
+        CHECK(sql_value(pg->uri(), "SELECT version FROM " + schema + ".schema_version") == latest);
+        const auto before = sql_value(pg->uri(), "SELECT last_claim FROM " + schema + ".account_queue");
+        auto job = upgraded.claim("w", wall_now(), wall_now() + 30s, 2, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(job);
+        CHECK(job->id == "old1");
+        // The trigger of the new version took the account's turn.
+        CHECK(sql_value(pg->uri(), "SELECT last_claim FROM " + schema + ".account_queue") != before);
+        CHECK(sql_value(pg->uri(), "SELECT running FROM " + schema + ".account_queue") == "1");
+    }
+
     SECTION("several stores opening one new schema at once")
     {
         const auto schema = fresh_schema("race");
