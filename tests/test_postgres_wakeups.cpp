@@ -11,6 +11,7 @@
 #include <exportengine/engine.hpp>
 
 #include "support/pg_cluster.hpp"
+#include "support/pg_test_util.hpp"
 #include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -38,52 +39,11 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using ee::adapters::postgres_job_store;
 
-std::atomic<int> schemas{0};
-
-std::string fresh_schema(const char* prefix)
-{
-    std::string s = prefix;
-    s += "_";
-    s += std::to_string(++schemas);
-    return s;
-}
-
-std::string numbered(const char* prefix, int n)
-{
-    std::string s = prefix;
-    s += std::to_string(n);
-    return s;
-}
-
-ee::timestamp wall_now()
-{
-    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-}
-
-ee::export_request request_of(std::int64_t list_id)
-{
-    ee::export_request r;
-    r.type = ee::export_type::contacts;
-    r.filter = ee::contacts_filter{{list_id}, {}};
-    return r;
-}
-
-/// The first value `sql` returns, on a connection of its own.
-std::string sql_value(const std::string& uri, const std::string& sql)
-{
-    PGconn* c = PQconnectdb(uri.c_str());
-    REQUIRE(PQstatus(c) == CONNECTION_OK);
-    PGresult* r = PQexec(c, sql.c_str());
-    const auto status = PQresultStatus(r);
-    std::string out;
-    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        out = PQgetvalue(r, 0, 0);
-    INFO(PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-    REQUIRE((status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK));
-    return out;
-}
+using exportengine::test::fresh_schema;
+using exportengine::test::numbered;
+using exportengine::test::request_of;
+using exportengine::test::sql_value;
+using exportengine::test::wall_now;
 
 /// Counts on_work calls; waits for the next one.
 struct wake_counter {

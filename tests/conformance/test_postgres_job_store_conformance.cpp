@@ -8,6 +8,7 @@
 #include <exportengine/testing/job_store_conformance.hpp>
 
 #include "support/pg_cluster.hpp"
+#include "support/pg_test_util.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -31,57 +32,11 @@ using exportengine::adapters::postgres_job_store_options;
 using boost::system::error_code;
 namespace ee = exportengine;
 
-std::atomic<int> schemas{0};
-
-/// A schema name not used before in this process.
-std::string fresh_schema(const char* prefix)
-{
-    std::string s = prefix;
-    s += "_";
-    s += std::to_string(++schemas);
-    return s;
-}
-
-/// `prefix` followed by `n` (appended: GCC 12 warns falsely about
-/// `"literal" + std::string`).
-std::string numbered(const char* prefix, int n)
-{
-    std::string s = prefix;
-    s += std::to_string(n);
-    return s;
-}
-
-/// Runs `sql` on a connection of its own; the first row's first value ("" if
-/// none). Fails the test on an error.
-std::string sql_value(const std::string& uri, const std::string& sql)
-{
-    PGconn* c = PQconnectdb(uri.c_str());
-    REQUIRE(PQstatus(c) == CONNECTION_OK);
-    PGresult* r = PQexec(c, sql.c_str());
-    const auto status = PQresultStatus(r);
-    std::string out;
-    std::string error = PQerrorMessage(c);
-    if (status == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        out = PQgetvalue(r, 0, 0);
-    PQclear(r);
-    PQfinish(c);
-    INFO(error);
-    REQUIRE((status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK));
-    return out;
-}
-
-ee::export_request request_of(std::int64_t list_id)
-{
-    ee::export_request r;
-    r.type = ee::export_type::contacts;
-    r.filter = ee::contacts_filter{{list_id}, {}};
-    return r;
-}
-
-ee::timestamp wall_now()
-{
-    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-}
+using exportengine::test::fresh_schema;
+using exportengine::test::numbered;
+using exportengine::test::request_of;
+using exportengine::test::sql_value;
+using exportengine::test::wall_now;
 
 } // namespace
 

@@ -35,6 +35,8 @@
 #endif
 #include <exportengine/engine.hpp>
 
+#include "support/forwarding_store.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -112,31 +114,10 @@ std::string ms(timestamp t)
 
 /// The store, with every call that takes or uses a lease written to the log
 /// (see the file comment). Everything else passes straight through.
-class recording_store final : public job_store {
+class recording_store final : public test::forwarding_store {
 public:
-    recording_store(job_store& inner, log_file& log) : inner_(inner), log_(log) {}
+    recording_store(job_store& inner, log_file& log) : forwarding_store(inner), log_(log) {}
 
-    bool uses_own_clock() const noexcept override { return inner_.uses_own_clock(); }
-
-    create_result create(const new_job& job, const std::optional<idempotency_key>& key,
-                         boost::system::error_code& ec) override
-    {
-        return inner_.create(job, key, ec);
-    }
-    job_page list(std::int64_t account_id, std::int64_t page, std::int64_t limit,
-                  boost::system::error_code& ec) override
-    {
-        return inner_.list(account_id, page, limit, ec);
-    }
-    std::optional<export_job> get(std::int64_t account_id, std::string_view id,
-                                  boost::system::error_code& ec) override
-    {
-        return inner_.get(account_id, id, ec);
-    }
-    std::optional<export_job> find(std::string_view id, boost::system::error_code& ec) override
-    {
-        return inner_.find(id, ec);
-    }
     std::optional<export_job> claim(const std::string& owner, timestamp now, timestamp lease_until,
                                     int per_account_limit, boost::system::error_code& ec) override
     {
@@ -194,33 +175,6 @@ public:
         called("release", id, l, outcome(j.has_value(), ec), begin);
         return j;
     }
-    requeue_result requeue_expired_leases(timestamp now, int max_attempts, const job_error& exhausted,
-                                          boost::system::error_code& ec) override
-    {
-        return inner_.requeue_expired_leases(now, max_attempts, exhausted, ec);
-    }
-    std::vector<export_job> expire_due(timestamp now, std::size_t limit, boost::system::error_code& ec) override
-    {
-        return inner_.expire_due(now, limit, ec);
-    }
-    std::vector<file_to_delete> files_to_delete(std::size_t limit, boost::system::error_code& ec) override
-    {
-        return inner_.files_to_delete(limit, ec);
-    }
-    void forget_file(std::string_view job_id, std::string_view file_key, boost::system::error_code& ec) override
-    {
-        inner_.forget_file(job_id, file_key, ec);
-    }
-    std::optional<regenerate_result> regenerate(std::int64_t account_id, std::string_view id, timestamp now,
-                                                const std::optional<idempotency_key>& key,
-                                                boost::system::error_code& ec) override
-    {
-        return inner_.regenerate(account_id, id, now, key, ec);
-    }
-    std::int64_t prune(timestamp older_than, boost::system::error_code& ec) override
-    {
-        return inner_.prune(older_than, ec);
-    }
 
 private:
     static const char* outcome(bool done, const boost::system::error_code& ec)
@@ -243,7 +197,6 @@ private:
                       extra.empty() ? "" : " ", extra));
     }
 
-    job_store& inner_;
     log_file& log_;
 };
 
