@@ -25,13 +25,11 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
@@ -44,49 +42,13 @@ AFTER_S = 4.0       # load after the restart returned
 SETTLE_S = 60.0     # every acknowledged export is available by then
 
 
-class Node:
-    """One `serve` process on the shared store and data directory."""
-
-    def __init__(self, exe, tmp, name, source, store):
-        self.name = name
-        self.log = open(os.path.join(tmp, f"{name}.log"), "ab")
-        # A short lease and sweep, so a claim the restart cut off is taken
-        # back and run again within the test's wait.
-        self.proc = subprocess.Popen(
-            [exe, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(tmp, "data"),
-             "--source", source, "--store", store, "--api-key", f"{KEY}:1", "--quiet",
-             "--lease", "3s", "--sweep-interval", "500ms"],
-            stdout=subprocess.PIPE, stderr=self.log)
-        line = server_process.read_line(self.proc, 30).strip()
-        if not line.startswith("listening on "):
-            server_process.kill(self.proc, self.log)
-            raise AssertionError(f"{name} did not start: {line!r}; see {self.log.name}")
-        self.url = urllib.parse.urlparse(line[len("listening on "):])
-
-    def call(self, method, path, body=None, timeout=30):
-        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}"})
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
-
-    def json(self, method, path, body=None, timeout=30):
-        status, data = self.call(method, path, body, timeout)
-        return status, json.loads(data) if data else None
-
-    def stop(self):
-        """SIGTERM, then SIGKILL if it lingers; the exit status (None if killed)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        rc = self.proc.poll()
-        server_process.kill(self.proc, self.log)
-        return rc
+def Node(exe, tmp, name, source, store):
+    """One `serve` process on the shared store and data directory, with a
+    short lease and sweep, so a claim the restart cut off is taken back and
+    run again within the test's wait."""
+    return server_process.ServeNode(exe, tmp, name, ["--data-dir", os.path.join(tmp, "data"), "--source", source,
+                                                     "--store", store, "--api-key", f"{KEY}:1", "--quiet",
+                                                     "--lease", "3s", "--sweep-interval", "500ms"], KEY)
 
 
 class Client(threading.Thread):
@@ -139,15 +101,7 @@ def listed(node):
         page += 1
 
 
-def download(link):
-    url = urllib.parse.urlparse(link["url"])
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        conn.request("GET", url.path + "?" + url.query)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+download = server_process.download
 
 
 def run(exe, pg, tmp):

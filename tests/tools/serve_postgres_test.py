@@ -21,17 +21,13 @@ and one shared --data-dir, on 127.0.0.1.
 Exit 77 (skipped) when no PostgreSQL cluster can start, except under
 CI=true, where that fails.
 """
-import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg_cluster  # noqa: E402
@@ -44,72 +40,19 @@ SOURCE = None
 KEY = "pg-key"
 
 
-class Node:
+def Node(name, *extra):
     """One `serve` process on the shared store and data directory."""
-
-    def __init__(self, name, *extra):
-        self.log_path = os.path.join(TMP, f"{name}.log")
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [EXE, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(TMP, "data"),
-             "--source", SOURCE, "--store", PG.uri, "--api-key", f"{KEY}:1", *extra],
-            stdout=subprocess.PIPE, stderr=self.log)
-        line = server_process.read_line(self.proc, 30).strip()
-        if not line.startswith("listening on "):
-            server_process.kill(self.proc, self.log)
-            raise AssertionError(f"{name} did not start: {line!r}; see {self.log.name}")
-        self.url = urllib.parse.urlparse(line[len("listening on "):])
-
-    def call(self, method, path, body=None):
-        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers={"Authorization": f"Bearer {KEY}"})
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, data
-        finally:
-            conn.close()
-
-    def json(self, method, path, body=None):
-        status, data = self.call(method, path, body)
-        return status, json.loads(data) if data else None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        rc = self.proc.poll()
-        server_process.kill(self.proc, self.log)
-        return rc
-
-    def log_lines(self):
-        with open(self.log_path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+    return server_process.ServeNode(EXE, TMP, name, ["--data-dir", os.path.join(TMP, "data"), "--source", SOURCE,
+                                                     "--store", PG.uri, "--api-key", f"{KEY}:1", *extra], KEY)
 
 
-def wait_available(node, export_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = node.json("GET", f"/exports/{export_id}")
-        if status == 200:
-            return body
-        assert body["error"]["code"] == "EXPORT_NOT_READY", body
-        time.sleep(0.05)
-    raise AssertionError(f"{export_id} was not available after {timeout} s")
+def log_lines(node):
+    with open(node.log_path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
-def download(link):
-    url = urllib.parse.urlparse(link["url"])
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        conn.request("GET", url.path + "?" + url.query)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+wait_available = server_process.wait_available
+download = server_process.download
 
 
 class ServeOnPostgres(unittest.TestCase):
@@ -141,7 +84,7 @@ class ServeOnPostgres(unittest.TestCase):
         # Every line names its node; exactly one node logged the job's start.
         started = []
         for node, name in ((a, "api-a"), (b, "api-b")):
-            lines = node.log_lines()
+            lines = log_lines(node)
             self.assertTrue(lines)
             self.assertEqual({line.get("node") for line in lines}, {name})
             started += [name for line in lines if line.get("message", "").startswith(f"job {export_id} started")]
