@@ -108,8 +108,10 @@ struct postgres_job_store_options {
     /// Told why a call failed with errc::store_failed, for the host's log:
     /// the server's primary message and SQLSTATE, libpq's connection error,
     /// or the store's own invariant; never SQL text, parameters or a
-    /// password. Called on the failing call's thread, so from any number of
-    /// threads at once; must not throw. Empty: nothing is told.
+    /// password. Called on the failing call's thread, or on the wake-ups'
+    /// thread when its connection failed (lines starting
+    /// "postgres_job_store: wake-ups:"), so from any number of threads at
+    /// once; must not throw. Empty: nothing is told.
     std::function<void(std::string_view)> log_failure{};
     /// Wake-ups through LISTEN/NOTIFY (see "Wake-ups" above). False: poll
     /// only (the engine's poll_interval), and no NOTIFY is sent.
