@@ -128,7 +128,9 @@ struct engine_options {
     /// How long an idempotency key returns its first answer (contract: 24 h).
     std::chrono::milliseconds idempotency_window = std::chrono::hours{24};
     /// How often the scheduler looks for work queued by other processes. Work
-    /// queued through this engine starts at once (an in-process wake-up).
+    /// queued through this engine starts at once (an in-process wake-up), and
+    /// so does other processes' work when the store can tell (job_store::
+    /// watch, e.g. PostgreSQL's LISTEN/NOTIFY); the poll is the fallback.
     std::chrono::milliseconds poll_interval = std::chrono::seconds{1};
     /// How often leases, expiry, file deletion and pruning are swept.
     std::chrono::milliseconds sweep_interval = std::chrono::seconds{15};
