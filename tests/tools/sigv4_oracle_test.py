@@ -23,8 +23,13 @@ S3SigV4Auth over an AWSRequest; the key encoded by botocore's serializer
 function, percent_encode(key, safe='/~'); the clock frozen at the case's
 time). Everything must be equal byte for byte: the URL, the origin, the
 request target, host, x-amz-date, x-amz-content-sha256,
-x-amz-security-token, and the Authorization header. The first mismatch is
-printed in full (the credentials are random, fake ones).
+x-amz-security-token, and the Authorization header. Each presigned URL is
+also compared with what a whole botocore S3 client makes of the same call
+(generate_presigned_url("get_object", ...) with endpoint_url, the
+addressing style and the credentials of the case), where such a client
+can express the case (not: virtual-hosted buckets with dots, which it
+keeps path-style, and region names with '_' or '.', which it refuses). The
+first mismatch is printed in full (the credentials are random, fake ones).
 
 One normalisation, on botocore's side: when an endpoint's host is given in
 upper case or with the scheme's default port, the URL botocore returns
@@ -43,6 +48,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import types
@@ -265,11 +271,50 @@ def botocore_sign(c):
     }
 
 
+_session = None
+
+
+def botocore_client_presign(c):
+    """The same presigned GET through a whole botocore S3 client
+    (generate_presigned_url: its serializer, endpoint rules and addressing
+    styles), or None where that client would not address the bucket the
+    way the case asks (a bucket name with dots stays path-style there) or
+    refuses the region's name."""
+    global _session
+    if not c["path_style"] and "." in c["bucket"]:
+        return None
+    if not re.fullmatch(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?", c["region"]):
+        return None  # a client refuses region names with '_' or '.' (we sign them)
+    if _session is None:
+        import botocore.session
+        _session = botocore.session.get_session()
+    from botocore.config import Config
+    netloc = c["host"] if c["port"] == 0 else f'{c["host"]}:{c["port"]}'
+    client = _session.create_client(
+        "s3", region_name=c["region"], endpoint_url=f'{c["scheme"]}://{netloc}',
+        aws_access_key_id=c["access_key"], aws_secret_access_key=c["secret_key"],
+        aws_session_token=c["session_token"] or None,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path" if c["path_style"] else "virtual"}))
+    names = {"response-content-disposition": "ResponseContentDisposition",
+             "response-content-type": "ResponseContentType", "response-cache-control": "ResponseCacheControl"}
+    params = {"Bucket": c["bucket"], "Key": c["key"]}
+    # The client writes the query parameters in the order they are given.
+    for name, value in c["query"]:
+        params[names[name]] = value
+    with frozen_clock(when_of(c)):
+        url = client.generate_presigned_url("get_object", Params=params, ExpiresIn=c["expires"])
+    split = urlsplit(url)
+    signed_origin = f'{split.scheme}://{boto_auth._host_from_url(url)}'
+    return {"id": c["id"], "url": signed_origin + url[len(f"{split.scheme}://{split.netloc}"):]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tool", help="exportengine_sigv4_tool")
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--full-client-every", type=int, default=1, metavar="N",
+                        help="also compare every Nth presigned URL with a whole botocore client's (0: never)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"sigv4_oracle_test: botocore {botocore.__version__} (Python {sys.version.split()[0]}), "
@@ -301,7 +346,7 @@ def main():
         print(f"FAIL: {len(inputs)} requests in, {len(ours)} answers out")
         return 1
 
-    counts = {"presign": 0, "write": 0, "list": 0}
+    counts = {"presign": 0, "write": 0, "list": 0, "client": 0}
     for c, got in zip(inputs, ours):
         expected = botocore_presign(c) if c["op"] == "presign" else botocore_sign(c)
         if got != expected:
@@ -311,8 +356,18 @@ def main():
             print("botocore: " + json.dumps(expected, ensure_ascii=False))
             return 1
         counts["presign" if c["op"] == "presign" else ("list" if c["method"] == "GET" else "write")] += 1
+        if c["op"] == "presign" and args.full_client_every and counts["presign"] % args.full_client_every == 0:
+            whole = botocore_client_presign(c)
+            if whole is not None and got != whole:
+                print("FAIL: first mismatch with a whole botocore client's generate_presigned_url (seed %d)" % seed)
+                print("input:    " + json.dumps(c, ensure_ascii=False))
+                print("ours:     " + json.dumps(got, ensure_ascii=False))
+                print("client:   " + json.dumps(whole, ensure_ascii=False))
+                return 1
+            counts["client"] += whole is not None
     print(f"ok: {len(inputs)} signings byte-identical to botocore's "
-          f"({counts['presign']} presigned GET URLs, {counts['write']} writes, {counts['list']} ListMultipartUploads)")
+          f"({counts['presign']} presigned GET URLs, {counts['write']} writes, {counts['list']} ListMultipartUploads); "
+          f"{counts['client']} of the URLs also equal to a whole botocore client's generate_presigned_url")
     return 0
 
 
