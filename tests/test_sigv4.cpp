@@ -98,6 +98,33 @@ TEST_CASE("sigv4: AWS's header examples")
     }
 }
 
+// The same calls through a whole botocore 1.29 / 1.43 S3 client
+// (generate_presigned_url("get_object", ...) with endpoint_url and
+// addressing_style; clock frozen at 2013-05-24T00:00:00Z), pinned here so
+// this binary checks them without Python.
+TEST_CASE("sigv4: presigned URLs as a botocore S3 client makes them")
+{
+    const sigv4_params download = {{"response-content-disposition", "attachment; filename=\"contacts-1.csv.gz\""},
+                                   {"response-content-type", "application/gzip"}};
+    const std::string query = "?response-content-disposition=attachment%3B%20filename%3D%22contacts-1.csv.gz%22"
+                              "&response-content-type=application%2Fgzip&X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                              "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+                              "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host";
+    CHECK(sigv4_presign_get(aws_example_endpoint, aws_example_credentials, "examplebucket", "dir/test file+.txt",
+                            aws_example_time, seconds{86400}, download) ==
+          "https://examplebucket.s3.amazonaws.com/dir/test%20file%2B.txt" + query +
+              "&X-Amz-Signature=a75ffc7b31754eb14c9a56e853879eba39e607c77bbbb71fd7367cdb42e19c63");
+    const s3_endpoint minio{.scheme = "http", .host = "minio.local", .region = "us-east-1", .port = 9000,
+                            .path_style = true};
+    auto with_token = aws_example_credentials;
+    with_token.session_token = "TOKEN+/=";
+    CHECK(sigv4_presign_get(minio, with_token, "examplebucket", "dir/test file+.txt", aws_example_time,
+                            seconds{86400}, download) ==
+          "http://minio.local:9000/examplebucket/dir/test%20file%2B.txt" + query +
+              "&X-Amz-Security-Token=TOKEN%2B%2F%3D"
+              "&X-Amz-Signature=d03d92525d26dd8e9290847d4fcae39a46d77cbd538f22aa7d25debfcf2e8ddd");
+}
+
 TEST_CASE("sigv4: URI encoding")
 {
     CHECK(sigv4_uri_encode("AZaz09-_.~", false) == "AZaz09-_.~");
@@ -231,6 +258,8 @@ TEST_CASE("sigv4: refusals name the field, never a credential")
     auto virt = ep;
     virt.path_style = false;
     CHECK(refused(presign(virt, creds, "Not_DNS", "k", seconds{60})));
+    virt.host = "10.0.0.7";
+    CHECK(refused(presign(virt, creds, "b", "k", seconds{60})));
     auto bad = ep;
     bad.scheme = "ftp";
     CHECK(refused(presign(bad, creds, "b", "k", seconds{60})));

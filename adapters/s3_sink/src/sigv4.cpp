@@ -114,6 +114,9 @@ void check_common(const s3_endpoint& endpoint, const sigv4_credentials& credenti
                           c == '-';
                })) {
         invalid("endpoint host must be a host name (letters, digits, '.', '-'; the port goes in `port`)");
+    } else if (!endpoint.path_style &&
+               std::all_of(host.begin(), host.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; })) {
+        invalid("virtual-hosted-style addressing needs a host name, not an IP address");
     }
     if (endpoint.port < 0 || endpoint.port > 65535)
         invalid("endpoint port must be 0 (the scheme's default) to 65535");

@@ -20,7 +20,9 @@
 // https://bucket.host[:port]/key. The port is written (and signed in the
 // host header) only when it is not the scheme's default (80 for http, 443
 // for https). An empty key addresses the bucket itself: path-style
-// "/bucket", virtual-hosted "/" (ListMultipartUploads).
+// "/bucket", virtual-hosted "/" (ListMultipartUploads). Virtual-hosted
+// style needs a host name and a DNS-compatible bucket name; IP endpoints
+// (IPv6 in brackets) are path-style only.
 //
 // Encoding (S3's rules): every byte of the key except the unreserved
 // A-Z a-z 0-9 - _ . ~ and the '/' separators is percent-encoded with
