@@ -2,11 +2,13 @@
 
 #include <exportengine/checksum.hpp>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <stdexcept>
 
 namespace exportengine::adapters::s3_detail {
@@ -215,11 +217,17 @@ std::string signature_of(const std::string& canonical_request, std::string_view 
 {
     const std::string string_to_sign = cat(algorithm, "\n", timestamp, "\n", credential_scope(timestamp, endpoint),
                                            "\n", sha256::of(canonical_request));
-    const std::string k_date = hmac_sha256(cat("AWS4", credentials.secret_key), date_of(timestamp));
-    const std::string k_region = hmac_sha256(k_date, endpoint.region);
-    const std::string k_service = hmac_sha256(k_region, "s3");
-    const std::string k_signing = hmac_sha256(k_service, "aws4_request");
-    return to_hex(hmac_sha256(k_signing, string_to_sign));
+    // The secret and the keys derived from it do not outlive the call in
+    // memory we free.
+    std::string secret = cat("AWS4", credentials.secret_key);
+    std::string k_date = hmac_sha256(secret, date_of(timestamp));
+    std::string k_region = hmac_sha256(k_date, endpoint.region);
+    std::string k_service = hmac_sha256(k_region, "s3");
+    std::string k_signing = hmac_sha256(k_service, "aws4_request");
+    std::string signature = to_hex(hmac_sha256(k_signing, string_to_sign));
+    for (std::string* s : {&secret, &k_date, &k_region, &k_service, &k_signing})
+        OPENSSL_cleanse(s->data(), s->size());
+    return signature;
 }
 
 // Trim, and runs of spaces and tabs as one space (SigV4's Trimall).
