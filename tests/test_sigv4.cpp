@@ -140,6 +140,12 @@ TEST_CASE("sigv4: timestamps")
     CHECK(sigv4_timestamp(sys_seconds{}) == "19700101T000000Z");
     CHECK(sigv4_timestamp(aws_example_time + hours{23} + minutes{59} + seconds{58}) == "20130524T235958Z");
     CHECK(sigv4_timestamp(sys_days{2096y / February / 29} + seconds{1}) == "20960229T000001Z");
+    CHECK(sigv4_timestamp(sys_days{1y / January / 1}) == "00010101T000000Z");
+    CHECK(sigv4_timestamp(sys_days{9999y / December / 31} + seconds{86399}) == "99991231T235959Z");
+    CHECK_THROWS_AS(sigv4_timestamp(sys_days{9999y / December / 31} + days{1}), std::invalid_argument);
+    CHECK_THROWS_AS(sigv4_timestamp(sys_days{1y / January / 1} - seconds{1}), std::invalid_argument);
+    CHECK_THROWS_AS(sigv4_timestamp(sys_seconds::max()), std::invalid_argument);
+    CHECK_THROWS_AS(sigv4_timestamp(sys_seconds::min()), std::invalid_argument);
 }
 
 TEST_CASE("sigv4: addressing and ports")

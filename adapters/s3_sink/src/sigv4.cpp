@@ -279,12 +279,13 @@ std::string sigv4_uri_encode(std::string_view bytes, bool keep_slash)
 std::string sigv4_timestamp(std::chrono::sys_seconds t)
 {
     using namespace std::chrono;
+    // Checked before any calendar arithmetic (which overflows far out).
+    if (t < sys_days{year{1} / January / 1} || t >= sys_days{year{10000} / January / 1})
+        invalid("time out of range (years 1 to 9999)");
     const sys_days day = floor<days>(t);
     const year_month_day ymd{day};
     const hh_mm_ss<seconds> time{t - day};
     const int y = static_cast<int>(ymd.year());
-    if (y < 1 || y > 9999)
-        invalid("time out of range (years 1 to 9999)");
     std::array<char, 17> buffer{};
     const auto put = [&](std::size_t at, unsigned value, std::size_t width) {
         for (std::size_t i = width; i-- > 0; value /= 10)
