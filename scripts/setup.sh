@@ -33,6 +33,9 @@ packages=(
   pgbouncer
   # tests and benchmarks
   catch2 libbenchmark-dev python3 python3-yaml
+  # the oracle the S3 sink's SigV4 signer is compared with, byte for byte
+  # (ctest sigv4_oracle): the AWS SDK for Python's signing core
+  python3-botocore
   # real tools the tests and benchmarks read our output with / compare against
   gzip pigz sqlite3 curl time wrk
 )
