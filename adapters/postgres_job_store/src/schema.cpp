@@ -143,31 +143,20 @@ CREATE TABLE stale_files (
 
 // Version 2: a claim's turn is stamped by the trigger, in the same update
 // of the account's row that counts the claim (one row version instead of
-// two per claim), and a create in a known account updates its row instead
-// of trying an insert first. Processes of version 1 still running stamp the
-// turn once more themselves, which changes nothing.
+// two per claim). Processes of version 1 still running stamp it once more
+// themselves, which changes nothing.
 constexpr const char* schema_v2 = R"sql(
 CREATE OR REPLACE FUNCTION jobs_count() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        -- Most creates are in an account seen before: update its row, and
-        -- only for a new account try the insert (a speculative insertion
-        -- and a sequence number per create otherwise).
-        UPDATE account_queue SET
-            queued = queued + (NEW.status = 'queued')::int,
-            running = running + (NEW.status = 'processing')::int,
-            total = total + 1
-        WHERE account_id = NEW.account_id;
-        IF NOT FOUND THEN
-            INSERT INTO account_queue AS a (account_id, queued, running, total, last_claim)
-            VALUES (NEW.account_id, (NEW.status = 'queued')::int, (NEW.status = 'processing')::int, 1,
-                    nextval('account_first_seen') - 4611686018427387904)
-            ON CONFLICT (account_id) DO UPDATE SET
-                queued = a.queued + EXCLUDED.queued,
-                running = a.running + EXCLUDED.running,
-                total = a.total + 1;
-        END IF;
+        INSERT INTO account_queue AS a (account_id, queued, running, total, last_claim)
+        VALUES (NEW.account_id, (NEW.status = 'queued')::int, (NEW.status = 'processing')::int, 1,
+                nextval('account_first_seen') - 4611686018427387904)
+        ON CONFLICT (account_id) DO UPDATE SET
+            queued = a.queued + EXCLUDED.queued,
+            running = a.running + EXCLUDED.running,
+            total = a.total + 1;
     ELSIF TG_OP = 'DELETE' THEN
         UPDATE account_queue SET
             queued = queued - (OLD.status = 'queued')::int,
