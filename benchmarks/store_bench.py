@@ -54,18 +54,13 @@ import benchlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "tools"))
-from pg_cluster import PG_BIN, PgCluster  # noqa: E402
+from pg_cluster import PG_BIN, PgCluster, psql  # noqa: E402
 
 JOBS_ROW = re.compile(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| \*\*(\d+)\*\* \| (\d+) \| ([\d.]+) \| (\d+) \| (\w+) \|", re.M)
 JOBS_HEAD = re.compile(r"engine process(?:es)? x (\d+) concurrent jobs")
 LIST_ROW = re.compile(r"^\| \d+ \| ([\d.]+) \| \*\*([\d.]+)\*\* \| ([\d.]+) \| (.+?) \|", re.M)
 TARGET_SHAPE = "limit 20, page 0"
 LIST_P99_TARGET_MS = 2.0
-
-
-def psql(uri, sql):
-    return subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                           "-d", uri, "-c", sql], capture_output=True, text=True, check=True).stdout
 
 
 class WaitSampler:

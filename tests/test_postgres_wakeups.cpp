@@ -39,11 +39,7 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 using ee::adapters::postgres_job_store;
 
-using exportengine::test::fresh_schema;
-using exportengine::test::numbered;
-using exportengine::test::request_of;
-using exportengine::test::sql_value;
-using exportengine::test::wall_now;
+using namespace exportengine::test; // pg_test_util.hpp's helpers
 
 /// Counts on_work calls; waits for the next one.
 struct wake_counter {

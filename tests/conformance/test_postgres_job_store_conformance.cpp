@@ -32,11 +32,7 @@ using exportengine::adapters::postgres_job_store_options;
 using boost::system::error_code;
 namespace ee = exportengine;
 
-using exportengine::test::fresh_schema;
-using exportengine::test::numbered;
-using exportengine::test::request_of;
-using exportengine::test::sql_value;
-using exportengine::test::wall_now;
+using namespace exportengine::test; // pg_test_util.hpp's helpers
 
 } // namespace
 

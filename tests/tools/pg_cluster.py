@@ -49,6 +49,24 @@ def _tail(path, n=1500):
     return text[-n:]
 
 
+def psql_args(uri):
+    """psql on `uri`: no psqlrc, unaligned, tuples only, quiet, tab-separated
+    (for a long-lived session fed over stdin, or with -c for one query)."""
+    return [os.path.join(PG_BIN, "psql"), "-X", "-A", "-t", "-q", "-F", "\t", "-d", uri]
+
+
+def psql(uri, sql, timeout=60):
+    """What `sql` prints through psql_args(uri), stopping at the first error
+    (subprocess.CalledProcessError)."""
+    return subprocess.run(psql_args(uri) + ["-v", "ON_ERROR_STOP=1", "-c", sql],
+                          capture_output=True, text=True, check=True, timeout=timeout).stdout
+
+
+def psql_rows(uri, sql, timeout=60):
+    """The rows `sql` returns, each a list of its values as text."""
+    return [line.split("\t") for line in psql(uri, sql, timeout).splitlines() if line]
+
+
 class PgCluster:
     def __init__(self, database="exportengine_test", durable=False, settings=None):
         self.database = database
@@ -186,8 +204,7 @@ if __name__ == "__main__":
     if pg is None:
         sys.exit(77)
     with pg:
-        out = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-At", "-d", pg.uri, "-c", "SELECT version()"],
-                             capture_output=True, text=True, check=True).stdout
+        out = psql(pg.uri, "SELECT version()")
         print(pg.uri, out.strip())
         d = pg.dir
     assert not os.path.exists(d), f"{d} is still there"

@@ -147,11 +147,8 @@ wait_available = server_process.wait_available
 
 def server_connections(pg):
     """Connections the server has from PgBouncer (to the test database)."""
-    r = subprocess.run([os.path.join(pg_cluster.PG_BIN, "psql"), "-X", "-A", "-t", "-d", pg.uri_of("postgres"), "-c",
-                        f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{pg.database}' "
-                        "AND backend_type = 'client backend'"],
-                       capture_output=True, text=True, timeout=30, check=True)
-    return int(r.stdout.strip())
+    return int(pg_cluster.psql(pg.uri_of("postgres"), f"SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                                      f"'{pg.database}' AND backend_type = 'client backend'"))
 
 
 def main():

@@ -110,10 +110,8 @@ class ServeOnPostgres(unittest.TestCase):
             for export_id in ids:
                 link = wait_available(node, export_id)
                 self.assertEqual(download(link)[0], 200)
-            r = subprocess.run([os.path.join(pg_cluster.PG_BIN, "psql"), "-X", "-A", "-t", "-d", PG.uri, "-c",
-                                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"],
-                               capture_output=True, text=True, check=True, timeout=30)
-            self.assertEqual(r.stdout.strip(), "0")
+            listening = pg_cluster.psql(PG.uri, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            self.assertEqual(listening.strip(), "0")
         finally:
             self.assertEqual(node.stop(), 0)
 

@@ -95,14 +95,8 @@ def main():
         return run(a, pg)
 
 
-def psql_args(uri):
-    return [os.path.join(pg_cluster.PG_BIN, "psql"), "-X", "-A", "-t", "-q", "-F", "\t", "-d", uri]
-
-
-def psql_rows(uri, sql):
-    out = subprocess.run(psql_args(uri) + ["-v", "ON_ERROR_STOP=1", "-c", sql],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
+psql_args = pg_cluster.psql_args
+psql_rows = pg_cluster.psql_rows
 
 
 class LimitSampler:

@@ -12,11 +12,6 @@
 
 namespace exportengine::adapters::pg_detail {
 
-// The filter and metadata are kept as JSON, one encoding for every store
-// (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::decode_filter;
-using exportengine::detail::decode_metadata;
-
 namespace {
 
 std::optional<timestamp> optional_time(const result& r, int row, int col)

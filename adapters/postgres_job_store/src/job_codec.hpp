@@ -7,11 +7,6 @@
 
 namespace exportengine::adapters::pg_detail {
 
-/// The typed filter and export_request::metadata as stored: JSON, one
-/// encoding for every store (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::encode_filter;
-using exportengine::detail::encode_metadata;
-
 class result;
 
 // Every query that reads a whole job selects these columns, in this order
@@ -23,13 +18,10 @@ class result;
     "version"
 constexpr int job_column_count = 24;
 
-// Shared with every job store (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::clamp_limit;
-using exportengine::detail::corrupt;
-using exportengine::detail::from_ms;
-using exportengine::detail::refusal;
-using exportengine::detail::require_legal;
-using exportengine::detail::to_ms;
+// Shared with every job store (exportengine/detail/job_store_support.hpp):
+// refusal, corrupt, require_legal, to_ms/from_ms, clamp_limit, the JSON
+// encoding of filters and metadata.
+using namespace exportengine::detail;
 
 /// The job in row `row` of `r`, which selected EE_PG_JOB_COLUMNS first.
 /// Throws (a store failure) on a row that is not a valid job.

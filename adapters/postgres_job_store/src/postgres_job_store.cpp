@@ -39,7 +39,6 @@ namespace sql {
 const char* const begin = "BEGIN";
 const char* const commit = "COMMIT";
 const char* const relaxed = "SET LOCAL synchronous_commit = off";
-const char* const clock = "SELECT floor(extract(epoch FROM now()) * 1000)::bigint";
 
 constexpr statement job_by_id{"ee_job", "SELECT " EE_PG_JOB_COLUMNS " FROM jobs WHERE id = $1"};
 // The transaction's clock (now() is the transaction's start), or $1.
@@ -454,7 +453,7 @@ void postgres_job_store::advance_clock_for_testing(std::chrono::milliseconds by)
     if (!impl_->frozen.load()) {
         try {
             auto c = impl_->connections.acquire();
-            impl_->clock_ms.store(c->exec(sql::clock).int64(0, 0));
+            impl_->clock_ms.store(c->query(sql::now, param{}).int64(0, 0));
         } catch (const std::exception&) {
             const error_code code = errc::store_failed;
             throw std::system_error(std::error_code(code), "cannot read the PostgreSQL job store's clock");

@@ -157,12 +157,23 @@ result connection::check(pg_result* r)
 
 result connection::exec(const char* sql) { return check(PQexec(c_, sql)); }
 
-result connection::exec_params(const char* sql, const std::vector<param>& params)
+namespace {
+
+/// The parameters as libpq takes them (nullptr for NULL), into `values`.
+void values_of(const std::vector<param>& params, std::vector<const char*>& values)
 {
-    std::vector<const char*> values;
+    values.clear();
     values.reserve(params.size());
     for (const auto& p : params)
         values.push_back(p ? p->c_str() : nullptr);
+}
+
+} // namespace
+
+result connection::exec_params(const char* sql, const std::vector<param>& params)
+{
+    std::vector<const char*> values;
+    values_of(params, values);
     return check(PQexecParams(c_, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
 }
 
@@ -189,9 +200,7 @@ result connection::run(const statement& s, const std::vector<param>& params)
         prepared_.push_back(&s);
     }
     std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params)
-        values.push_back(p ? p->c_str() : nullptr);
+    values_of(params, values);
     return check(PQexecPrepared(c_, s.name, static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
 }
 
@@ -240,9 +249,7 @@ std::vector<result> connection::pipeline_as_given(const std::vector<step>& steps
         return pq_error("cannot send a statement: " + std::string(PQerrorMessage(c_)), "08006");
     };
     for (const auto& st : steps) {
-        values.clear();
-        for (const auto& p : st.params)
-            values.push_back(p ? p->c_str() : nullptr);
+        values_of(st.params, values);
         const int n = static_cast<int>(values.size());
         bool parse = false;
         int sent = 0;

@@ -46,12 +46,11 @@ wakeups::~wakeups()
 
 void wakeups::start_locked()
 {
-    if (started_)
-        return;
+    if (wake_fd_ >= 0)
+        return; // started
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0)
         return; // no wake-ups: the engine polls
-    started_ = true;
     thread_ = std::thread([this] { run(); });
 }
 
@@ -59,7 +58,7 @@ void wakeups::queued() noexcept
 {
     try {
         std::lock_guard lock(mutex_);
-        if (dirty_ && started_)
+        if (dirty_ && wake_fd_ >= 0)
             return; // one NOTIFY is already due
         dirty_ = true;
         start_locked();

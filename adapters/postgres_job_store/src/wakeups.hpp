@@ -62,9 +62,9 @@ private:
     std::function<void(std::string_view)> log_;
 
     std::mutex mutex_;
-    bool started_ = false;
     bool stopping_ = false;
     bool dirty_ = false;
+    /// The thread's wake-up eventfd; >= 0 once the thread runs.
     int wake_fd_ = -1;
     std::thread thread_;
     /// Held while watchers are called and while one is removed, so that a

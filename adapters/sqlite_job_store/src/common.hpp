@@ -6,12 +6,9 @@
 
 namespace exportengine::adapters::sqlite_store_detail {
 
-// Shared with every job store (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::clamp_limit;
-using exportengine::detail::corrupt;
-using exportengine::detail::from_ms;
-using exportengine::detail::refusal;
-using exportengine::detail::require_legal;
-using exportengine::detail::to_ms;
+// Shared with every job store (exportengine/detail/job_store_support.hpp):
+// refusal, corrupt, require_legal, to_ms/from_ms, clamp_limit, the JSON
+// encoding of filters and metadata.
+using namespace exportengine::detail;
 
 } // namespace exportengine::adapters::sqlite_store_detail

@@ -13,11 +13,6 @@
 
 namespace exportengine::adapters::sqlite_store_detail {
 
-// The filter and metadata are kept as JSON, one encoding for every store
-// (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::decode_filter;
-using exportengine::detail::decode_metadata;
-
 // ---------------------------------------------------------------------------
 // Reading and binding.
 

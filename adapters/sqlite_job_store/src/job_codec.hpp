@@ -2,7 +2,8 @@
 // the adapter.
 #pragma once
 
-#include <exportengine/detail/job_store_support.hpp>
+#include "common.hpp"
+
 #include <exportengine/export_job.hpp>
 
 #include <SQLiteCpp/Statement.h>
@@ -12,11 +13,6 @@
 #include <variant>
 
 namespace exportengine::adapters::sqlite_store_detail {
-
-/// The typed filter and export_request::metadata as stored: JSON, one
-/// encoding for every store (exportengine/detail/job_store_support.hpp).
-using exportengine::detail::encode_filter;
-using exportengine::detail::encode_metadata;
 
 // Every query that reads a whole job selects these columns, in this order
 // (read_job's indexes).
